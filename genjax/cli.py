@@ -1,0 +1,89 @@
+"""Command-line plumbing shared by the experiment scripts.
+
+Bad input becomes a :class:`~genjax.errors.UsageError`: one line on stderr that
+names the fix, exit status 2, no traceback, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from genjax.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags as a UsageError instead of its usage dump."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _number(kind: type, name: str, low, inclusive: bool = True):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a{'n integer' if kind is int else ' number'}, got {text!r}")
+        if value < low or (not inclusive and value == low) or value != value:
+            bound = f"at least {low}" if inclusive else f"greater than {low}"
+            raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def positive_int(name: str):
+    return _number(int, name, 1)
+
+
+def non_negative_int(name: str):
+    return _number(int, name, 0)
+
+
+def positive_float(name: str):
+    return _number(float, name, 0.0, inclusive=False)
+
+
+def non_negative_float(name: str):
+    return _number(float, name, 0.0)
+
+
+def widths(name: str):
+    def parse(text):
+        try:
+            values = tuple(int(w) for w in text.split(","))
+        except ValueError:
+            values = ()
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be comma-separated positive widths like 200,200, got {text!r}")
+        return values
+
+    return parse
+
+
+def check_writable(out: Path) -> Path:
+    """Create ``out`` and prove a file can be written there, before any work."""
+    out = Path(out).expanduser().resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {out}: {e.strerror or e}; choose a directory you can write")
+    return out
+
+
+def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call ``main``; a UsageError prints one line and returns 2."""
+    try:
+        return main(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return UsageError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command with --resume to continue", file=sys.stderr)
+        return 130

@@ -1,0 +1,92 @@
+"""The epoch loop around a compiled epoch: timing, evaluation, history, checkpoints.
+
+Model-agnostic: it sees a :class:`~genjax.train.TrainState`, a compiled
+``epoch(state, data, key)`` from :func:`genjax.train.make_epoch`, and an
+``evaluate(state) -> dict`` callback. After each epoch it appends a history row,
+checkpoints (orbax, atomic) and rewrites ``history.csv``. A non-finite training
+loss stops the run before that epoch is saved, so the last checkpoint is good.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from genjax.checkpoint import Checkpointer
+from genjax.train import TrainState, epoch_key
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_history_csv(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def fit(
+    state: TrainState,
+    epoch_fn: Callable,
+    data: Any,
+    run_key: jax.Array,
+    epochs: int,
+    evaluate: Callable[[TrainState], dict],
+    checkpointer: Checkpointer,
+    meta: dict,
+    out: Path,
+    history: list[dict] | None = None,
+    progress: bool = True,
+) -> tuple[TrainState, list[dict]]:
+    """Train from epoch ``len(history)`` up to ``epochs``; returns (state, history).
+
+    Each history row: ``epoch``, ``seconds`` (training only), ``train_*`` (means
+    over the epoch's steps) and ``test_*`` (from ``evaluate``).
+    """
+    history = list(history or [])
+    start = len(history)
+    bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs, disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        state, steps = epoch_fn(state, data, epoch_key(run_key, epoch))
+        steps = jax.device_get(steps)
+        seconds = time.perf_counter() - t0
+        train = {k: float(np.mean(v)) for k, v in steps.items()}
+        if not all(math.isfinite(v) for v in train.values()) or not np.all(np.isfinite(steps["loss"])):
+            checkpointer.wait()
+            raise NonFiniteLoss(
+                f"training loss became non-finite in epoch {epoch + 1}; stopped without saving that epoch "
+                f"(last good checkpoint: epoch {checkpointer.latest_epoch()} in {checkpointer.directory}). "
+                "Lower --lr, or check the data and the loss."
+            )
+        test = {k: float(v) for k, v in jax.device_get(evaluate(state)).items()}
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 4)}
+        row.update({f"train_{k}": v for k, v in train.items()})
+        row.update({f"test_{k}": v for k, v in test.items()})
+        history.append(row)
+        checkpointer.save(epoch + 1, state, {**meta, "history": history})
+        write_history_csv(out / "history.csv", history)
+        bar.set_postfix(train_loss=f"{train['loss']:.2f}", test_loss=f"{test.get('loss', float('nan')):.2f}")
+    checkpointer.wait()
+    return state, history

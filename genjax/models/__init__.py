@@ -1,0 +1,1 @@
+"""Flax Linen modules: parameters and forward passes only."""

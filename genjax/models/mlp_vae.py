@@ -1,0 +1,100 @@
+"""The MLP VAE of seeds 000, 002 and 003, as small Linen modules.
+
+The encoder maps a flattened image to the mean and log-variance of
+q(z|x) = N(mu, diag exp(log_var)); the decoder maps z to one logit per pixel.
+Likelihoods and losses live in :mod:`genjax.losses`, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {
+    "relu": nn.relu,
+    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),  # seed 002: nn.LeakyReLU(0.2)
+    "gelu": lambda x: nn.gelu(x, approximate=False),  # seed 000: nn.GELU() (erf form)
+    "tanh": jnp.tanh,
+}
+
+
+def torch_linear_init(fan_in_axis: int = 0):
+    """PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for kernels."""
+    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=fan_in_axis)
+
+
+def _bias_init(fan_in: int):
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def dense(features: int, fan_in: int, name: str) -> nn.Dense:
+    """nn.Dense initialized as PyTorch's nn.Linear (weights and biases U(+-1/sqrt(fan_in)))."""
+    return nn.Dense(features, kernel_init=torch_linear_init(), bias_init=_bias_init(fan_in), name=name)
+
+
+class MLPEncoder(nn.Module):
+    """x (..., H, W, C) -> (mean, log_var), each (..., latent_dim)."""
+
+    hidden: Sequence[int]
+    latent_dim: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        act = ACTIVATIONS[self.activation]
+        h = x.reshape(*x.shape[:-3], -1)
+        for i, width in enumerate(self.hidden):
+            h = act(dense(width, h.shape[-1], f"hidden_{i}")(h))
+        # The two heads (mean, log-variance) as one matmul, split afterwards.
+        stats = dense(2 * self.latent_dim, h.shape[-1], "heads")(h)
+        mean, log_var = jnp.split(stats, 2, axis=-1)
+        return mean, log_var
+
+
+class MLPDecoder(nn.Module):
+    """z (..., latent_dim) -> logits (..., H * W * C), one per pixel."""
+
+    hidden: Sequence[int]
+    num_pixels: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        h = z
+        for i, width in enumerate(self.hidden):
+            h = act(dense(width, h.shape[-1], f"hidden_{i}")(h))
+        return dense(self.num_pixels, h.shape[-1], "logits")(h)
+
+
+class VAE(nn.Module):
+    """Encoder and decoder with mirrored hidden widths.
+
+    ``__call__`` is the training forward pass: encode, draw one z by the
+    reparameterization trick, decode. ``encode``/``decode`` are for evaluation.
+    """
+
+    hidden: Sequence[int]
+    latent_dim: int
+    num_pixels: int = 784
+    activation: str = "relu"
+
+    def setup(self):
+        self.encoder = MLPEncoder(self.hidden, self.latent_dim, self.activation)
+        self.decoder = MLPDecoder(tuple(reversed(self.hidden)), self.num_pixels, self.activation)
+
+    def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        mean, log_var = self.encoder(x)
+        z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+        return self.decoder(z), mean, log_var
+
+    def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.encoder(x)
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        return self.decoder(z)

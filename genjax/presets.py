@@ -1,0 +1,60 @@
+"""Run configurations: one frozen dataclass, and the seeds' settings as presets.
+
+A preset reproduces one PyTorch notebook exactly (architecture, activation,
+loss, optimizer, learning rate, pixels, epochs, batch size); command-line flags
+override single fields with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optax
+
+from genjax.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    preset: str
+    hidden: tuple[int, ...]
+    latent_dim: int
+    activation: str  # relu | leaky_relu | gelu | tanh
+    likelihood: str  # bernoulli | mse
+    optimizer: str  # adam | adamw
+    lr: float
+    pixels: str  # float | threshold | stochastic
+    epochs: int
+    batch_size: int = 128
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    dataset: str = "mnist"
+    seed: int = 0
+    iwae_k: int = 1000
+    num_samples: int = 10000
+    interpolation: str = "linear"  # linear | slerp
+
+
+PRESETS = {
+    # Seed 000: 784-400-20, GELU, sigmoid decoder, MSE(sum) + KL, AdamW 1e-3, float pixels.
+    "seed000": VAEConfig("seed000", (400,), 20, "gelu", "mse", "adamw", 1e-3, "float", 10),
+    # Seed 002: 784-200-200-20, LeakyReLU(0.2), Bernoulli decoder, BCE + KL, Adam 1e-3, x > 0.5.
+    "seed002": VAEConfig("seed002", (200, 200), 20, "leaky_relu", "bernoulli", "adam", 1e-3, "threshold", 20),
+    # Seed 003: 784-400-20, ReLU, BCE + KL, Adam 1e-3, float pixels (ToTensor, no binarization).
+    "seed003": VAEConfig("seed003", (400,), 20, "relu", "bernoulli", "adam", 1e-3, "float", 10),
+}
+
+
+def get_preset(name: str) -> VAEConfig:
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
+    """PyTorch's defaults: Adam(betas=(0.9, 0.999), eps=1e-8); AdamW adds weight_decay=0.01."""
+    if name == "adam":
+        return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+    if name == "adamw":
+        return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+    raise UsageError(f"unknown optimizer {name!r}: choose adam or adamw")
