@@ -11,20 +11,21 @@ shuffle=True)`` over in-memory float32 tensors; per batch forward, loss,
 zero_grad, backward, step, and ``loss.item()``. torch is an optional
 benchmark dependency.
 
-CLI: ``python benchmarks/torch_seed_loop.py --preset seed002 --epochs 3``
+CLI: ``python -m benchmarks.torch_seed_loop --preset seed002 --epochs 3``
 """
 
 import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from genjax.data import load_split
 
 BATCH_SIZE = 128
 LATENT = 20
@@ -114,25 +115,16 @@ def seconds_per_epoch(preset: str, train_images: np.ndarray, epochs: int = 3,
     )
 
 
-def load_mnist_train(data_dir: Path) -> np.ndarray:
-    """Read the 60000 MNIST train images as a uint8 (60000, 28, 28) array."""
-    import tensorflow_datasets as tfds
-
-    source = tfds.data_source("mnist", split="train", data_dir=str(data_dir))
-    return np.stack([source[i]["image"][..., 0] for i in range(len(source))])
-
-
 def main() -> None:
-    default_dir = Path(__file__).resolve().parents[1].parent / "shared" / "tensorflow_datasets"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=["seed000", "seed002"], default="seed002")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, default=default_dir)
+    parser.add_argument("--data-dir", help="TFDS data dir (default: as genjax resolves it)")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    images = load_mnist_train(args.data_dir)
+    images = load_split("mnist", "train", args.data_dir).images
     load_seconds = time.perf_counter() - start
     result = seconds_per_epoch(args.preset, images, args.epochs, args.seed)
     result["data_load_seconds"] = load_seconds

@@ -1,0 +1,76 @@
+"""Shared helpers: running the experiment CLI as a subprocess, and shared runs.
+
+MNIST is read from the default data dir (../shared/tensorflow_datasets beside the
+repository) and the default decoded-array cache, so decoding happens once per
+machine; every CLI run writes into a pytest tmp directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:  # the existing tests import fake_mnist_sources by name
+    sys.path.insert(0, str(TESTS_DIR))
+
+# Keep every CLI run short: few importance samples, few prior samples, no bar.
+FAST = ("--iwae-k", "10", "--num-samples", "100", "--no-progress")
+# Fields that legitimately differ between otherwise identical runs.
+TIMING_KEYS = {"seconds", "seconds_per_epoch", "first_epoch_seconds", "iwae_seconds", "wall_seconds", "out"}
+
+
+def cli_env(devices: int | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    if devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        env["JAX_PLATFORMS"] = "cpu"  # fake devices are host (CPU) devices
+    return env
+
+
+def run_cli(*args, devices: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m experiments.vae_mnist ARGS`` from the repository root."""
+    cmd = [sys.executable, "-m", "experiments.vae_mnist", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=cli_env(devices), capture_output=True, text=True, timeout=timeout)
+
+
+def check_ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+def read_metrics(out: Path) -> dict:
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+def read_history(out: Path) -> list[dict]:
+    with open(Path(out) / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def numbers_only(row: dict) -> dict:
+    """A history row or metrics dict without timing fields."""
+    return {k: v for k, v in row.items() if k not in TIMING_KEYS}
+
+
+@pytest.fixture(scope="session")
+def seed002_two_epochs(tmp_path_factory) -> Path:
+    """``--preset seed002 --epochs 2`` uninterrupted, 1 device (shared by several tests; do not modify)."""
+    out = tmp_path_factory.mktemp("seed002_e2")
+    check_ok(run_cli("--preset", "seed002", "--epochs", "2", "--out", out, *FAST))
+    return out
+
+
+@pytest.fixture(scope="session")
+def seed002_one_epoch(tmp_path_factory) -> Path:
+    """``--preset seed002 --epochs 1``, 1 device (shared; do not modify)."""
+    out = tmp_path_factory.mktemp("seed002_e1")
+    check_ok(run_cli("--preset", "seed002", "--epochs", "1", "--out", out, *FAST))
+    return out
