@@ -25,7 +25,8 @@ from genjax.errors import UsageError
 from genjax.fit import NonFiniteLoss, fit, write_json_atomic
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, VAEConfig, get_preset, make_optimizer
-from genjax.train import TrainState, data_mesh, make_epoch, make_train_step, num_batches, replicate
+from genjax.train import (TrainState, data_mesh, is_main_process, make_epoch, make_train_step, num_batches,
+                          replicate)
 
 DEFAULT_OUT = Path("runs/vae_mnist")
 # Fields a resumed run may change: how long to train, and what to evaluate and draw afterwards.
@@ -51,6 +52,8 @@ def build_parser() -> cli.Parser:
     p.add_argument("--interpolation", choices=("linear", "slerp"))
     p.add_argument("--data-dir", help="TFDS data dir (default $TFDS_DATA_DIR, else ../shared/tensorflow_datasets, else TFDS's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host run: call jax.distributed.initialize() (cluster settings from the environment)")
     return p
 
 
@@ -165,7 +168,8 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
     final = {k: float(v) for k, v in evaluate(state).items()}
     metrics = {"preset": config.preset, "seed": config.seed, "epochs": config.epochs,
                "devices": mesh.size, "backend": jax.default_backend(),
-               "pixels": config.pixels, "likelihood": config.likelihood}
+               "pixels": config.pixels, "binarization": data.BINARIZATION[config.pixels],
+               "likelihood": config.likelihood}
     times = [row["seconds"] for row in history]
     metrics["seconds_per_epoch"] = float(np.median(times[1:] if len(times) > 1 else times)) if times else None
     metrics["first_epoch_seconds"] = times[0] if times else None
@@ -180,15 +184,18 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
                        test_neg_elbo_k_samples=float(iw["neg_elbo"]), iwae_k=k,
                        iwae_seconds=round(time.perf_counter() - t0, 3))
 
-    # Pictures, samples, and metrics.json last.
+    # Pictures, samples, and metrics.json last (written by one process).
+    metrics.update(out=str(out), config=dataclasses.asdict(config))
+    if not is_main_process():
+        return metrics
     means = draw_pictures(out, model, params, config, test, x_test, draw_key)
     curve = "neg_elbo" if likelihood else "loss"
     plots.save_curves(out / "elbo.png", [r["epoch"] for r in history],
                       {"train": [r["train_loss"] for r in history], "test": [r[f"test_{curve}"] for r in history]},
                       "-ELBO (nats/image)" if likelihood else "loss per image",
-                      f"{config.preset}, pixels={config.pixels}")
+                      f"{config.preset}, binarization: {data.BINARIZATION[config.pixels].split(' (')[0]}")
     np.save(out / "samples.npy", means.astype(np.float32))
-    metrics.update(wall_seconds=round(time.perf_counter() - t_start, 2), out=str(out), config=dataclasses.asdict(config))
+    metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
 
@@ -197,6 +204,8 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
+    if args.distributed:
+        jax.distributed.initialize()
     metrics = run(config, cli.check_writable(args.out), args.data_dir, args.resume, not args.no_progress, t_start)
     print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
     print(f"results in {metrics['out']}")

@@ -32,6 +32,12 @@ import numpy as np
 from genjax.errors import UsageError
 
 PIXEL_MODES = ("float", "threshold", "stochastic")
+# What each mode means, for printing beside every likelihood.
+BINARIZATION = {
+    "float": "none (float pixels x/255 in [0, 1])",
+    "threshold": "threshold (x/255 > 0.5)",
+    "stochastic": "stochastic (Bernoulli(x/255) each step; test set: one fixed draw, key 0)",
+}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "tensorflow_datasets"
 

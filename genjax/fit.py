@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genjax.checkpoint import Checkpointer
-from genjax.train import TrainState, epoch_key
+from genjax.train import TrainState, epoch_key, is_main_process
 
 
 class NonFiniteLoss(RuntimeError):
@@ -66,7 +66,8 @@ def fit(
     """
     history = list(history or [])
     start = len(history)
-    bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs, disable=not progress)
+    bar = tqdm(range(start, epochs), desc="epochs", initial=start, total=epochs,
+               disable=not (progress and is_main_process()))
     for epoch in bar:
         t0 = time.perf_counter()
         state, steps = epoch_fn(state, data, epoch_key(run_key, epoch))
@@ -86,7 +87,8 @@ def fit(
         row.update({f"test_{k}": v for k, v in test.items()})
         history.append(row)
         checkpointer.save(epoch + 1, state, {**meta, "history": history})
-        write_history_csv(out / "history.csv", history)
+        if is_main_process():
+            write_history_csv(out / "history.csv", history)
         bar.set_postfix(train_loss=f"{train['loss']:.2f}", test_loss=f"{test.get('loss', float('nan')):.2f}")
     checkpointer.wait()
     return state, history

@@ -78,6 +78,11 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation) -> StepFn
     return step
 
 
+def is_main_process() -> bool:
+    """True on the one process that writes files (process 0; always, on a single host)."""
+    return jax.process_index() == 0
+
+
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh over all devices (all hosts' in a multi-host run), axis ``batch``."""
     devices = jax.devices() if devices is None else devices
@@ -90,36 +95,51 @@ def replicate(tree, mesh: Mesh):
 
 
 def num_batches(num_examples: int, batch_size: int) -> int:
-    """Full batches per epoch; the remainder (fewer than batch_size examples) is dropped."""
-    return num_examples // batch_size
+    """Batches per epoch: every example once, the last batch padded (see :func:`make_epoch`)."""
+    return -(-num_examples // batch_size)
 
 
 def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1):
     """Wrap ``step`` into ``epoch(state, data, key) -> (state, metrics)``.
 
     ``data`` is a pytree of device-resident arrays sharing a leading example
-    axis (e.g. ``{"image": uint8[N, 28, 28, 1], "label": int32[N]}``). Each
-    epoch draws a permutation from ``key``, drops the last partial batch, and
-    scans ``step`` over the batches. Each batch is constrained to be split along
-    its example axis over the mesh, so XLA runs the step data-parallel and
-    all-reduces the gradients. ``metrics`` holds each per-step metric stacked
-    over the epoch (shape ``[num_batches]``).
+    axis (e.g. ``{"image": uint8[N, 28, 28, 1]}``). Each epoch draws a
+    permutation from ``key`` and scans ``step`` over ceil(N / batch_size)
+    batches, so every example is seen once per epoch. Each batch carries a
+    ``"mask"`` (float32, 1 for a real example, 0 for padding): only the last
+    batch has padding, and a loss must weight examples by it (see
+    :func:`masked_mean`), as a DataLoader's smaller last batch would.
+
+    Each batch is constrained to be split along its example axis over the mesh,
+    so XLA runs the step data-parallel and all-reduces the gradients.
+    ``metrics`` holds each per-step metric stacked over the epoch.
     """
     batch_sharding = NamedSharding(mesh, P(BATCH_AXIS))
 
     def epoch(state: TrainState, data, key: jax.Array):
         n = jax.tree_util.tree_leaves(data)[0].shape[0]
         nb = num_batches(n, batch_size)
-        order = jax.random.permutation(key, n)[: nb * batch_size].reshape(nb, batch_size)
+        order = jax.random.permutation(key, n)
+        # Pad the order with -1 to whole batches; -1 marks padding (gathered as row 0, masked out).
+        order = jnp.concatenate([order, jnp.full((nb * batch_size - n,), -1, order.dtype)])
 
         def body(state, indices):
-            batch = jax.tree_util.tree_map(lambda a: a[indices], data)
+            batch = jax.tree_util.tree_map(lambda a: a[jnp.maximum(indices, 0)], data)
+            batch["mask"] = (indices >= 0).astype(jnp.float32)
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             return step(state, batch)
 
-        return jax.lax.scan(body, state, order, unroll=unroll)
+        return jax.lax.scan(body, state, order.reshape(nb, batch_size), unroll=unroll)
 
     return jax.jit(epoch, donate_argnums=0)
+
+
+def masked_mean(values: jax.Array, batch) -> jax.Array:
+    """Mean of per-example ``values`` over the real examples of ``batch`` (all, without a mask)."""
+    mask = batch.get("mask") if isinstance(batch, dict) else None
+    if mask is None:
+        return jnp.mean(values)
+    return jnp.sum(mask * values) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def epoch_key(run_key: jax.Array, epoch: int) -> jax.Array:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from genjax import losses
 from genjax.data import to_pixels
+from genjax.train import masked_mean
 
 LIKELIHOODS = ("bernoulli", "mse")
 
@@ -50,7 +51,9 @@ def make_vae_loss(
 ):
     """The training loss of :mod:`genjax.train`'s signature, for a batch ``{"image": uint8}``.
 
-    loss = mean_images[ recon(x) + w(epoch) KL ],  w = :func:`losses.kl_weight`.
+    loss = mean_images[ recon(x) + w(epoch) KL ],  w = :func:`losses.kl_weight`,
+
+    the mean over the batch's real images (its ``"mask"``; see :func:`genjax.train.make_epoch`).
     """
 
     def loss_fn(params, model_state, batch, key, step):
@@ -60,8 +63,8 @@ def make_vae_loss(
         recon = reconstruction_loss(logits, x, likelihood)
         kl = losses.kl_to_standard_normal(mean, log_var)
         weight = losses.kl_weight(step // steps_per_epoch, beta, kl_warmup_epochs)
-        loss = jnp.mean(recon + weight * kl)
-        return loss, (model_state, {"recon": jnp.mean(recon), "kl": jnp.mean(kl)})
+        loss = masked_mean(recon + weight * kl, batch)
+        return loss, (model_state, {"recon": masked_mean(recon, batch), "kl": masked_mean(kl, batch)})
 
     return loss_fn
 
