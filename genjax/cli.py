@@ -7,6 +7,7 @@ names the fix, exit status 2, no traceback, nothing written.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -27,7 +28,9 @@ def _number(kind: type, name: str, low, inclusive: bool = True):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a{'n integer' if kind is int else ' number'}, got {text!r}")
-        if value < low or (not inclusive and value == low) or value != value:
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text!r}")
+        if value < low or (not inclusive and value == low):
             bound = f"at least {low}" if inclusive else f"greater than {low}"
             raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text}")
         return value

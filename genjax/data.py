@@ -166,7 +166,7 @@ def load_split(
         with np.load(cache) as f:
             return ImageSet(f["images"], f["labels"] if "labels" in f else None)
     source = tfds.data_source(name, split=split, data_dir=str(data_dir) if data_dir else None, download=False)
-    records = source.__getitems__(range(len(source)))
+    records = [source[i] for i in range(len(source))]
     images = np.stack([r["image"] for r in records]).astype(np.uint8)
     if images.shape[1:] != spec.image_shape:
         raise UsageError(f"{name}/{split}: images of shape {images.shape[1:]}, expected {spec.image_shape}")

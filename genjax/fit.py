@@ -76,10 +76,11 @@ def fit(
         train = {k: float(np.mean(v)) for k, v in steps.items()}
         if not all(math.isfinite(v) for v in train.values()) or not np.all(np.isfinite(steps["loss"])):
             checkpointer.wait()
+            latest = checkpointer.latest_epoch()
+            kept = f"the last good checkpoint is epoch {latest} in {checkpointer.directory}" if latest else "no epoch was saved"
             raise NonFiniteLoss(
                 f"training loss became non-finite in epoch {epoch + 1}; stopped without saving that epoch "
-                f"(last good checkpoint: epoch {checkpointer.latest_epoch()} in {checkpointer.directory}). "
-                "Lower --lr, or check the data and the loss."
+                f"({kept}). Lower --lr, or check the data and the loss."
             )
         test = {k: float(v) for k, v in jax.device_get(evaluate(state)).items()}
         row = {"epoch": epoch + 1, "seconds": round(seconds, 4)}

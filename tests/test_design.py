@@ -7,7 +7,7 @@ Each test builds a new kind of model against genjax's unchanged training core
 (b) BatchNorm: ``batch_stats`` carried in ``TrainState.model_state`` and checkpoints;
 (c) K VAEs at once: ``jax.vmap`` over stacked states (own learning rate and beta);
 (d) an LSTM over binary sequences: teacher forcing in the step, a ``lax.scan`` sampler;
-(e) the same epochs on a 2-device mesh (a subprocess with 2 fake CPU devices).
+(e) multi-host: two jax.distributed CPU processes give what one process gives.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from genjax import losses, vae
 from genjax.checkpoint import Checkpointer
 from genjax.fit import fit
 from genjax.models.mlp_vae import VAE
-from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, make_train_step, replicate
+from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, make_train_step, masked_mean, replicate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,12 +78,12 @@ def gradient_update(loss_fn, tx, params, opt_state, *args):
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-def d_loss(d_params, g_params, x, z):
-    """-log D(x) - log(1 - D(G(z))), with D(.) = sigmoid(logit)."""
+def d_loss(d_params, g_params, batch, z):
+    """-log D(x) - log(1 - D(G(z))), with D(.) = sigmoid(logit); real examples weighted by the mask."""
     fake = jax.lax.stop_gradient(GEN.apply({"params": g_params}, z))
-    real_logit = DISC.apply({"params": d_params}, x)
+    real_logit = DISC.apply({"params": d_params}, batch["x"])
     fake_logit = DISC.apply({"params": d_params}, fake)
-    return jnp.mean(jax.nn.softplus(-real_logit) + jax.nn.softplus(fake_logit)), None
+    return masked_mean(jax.nn.softplus(-real_logit), batch) + jnp.mean(jax.nn.softplus(fake_logit)), None
 
 
 def g_loss(g_params, d_params, z):
@@ -96,7 +96,7 @@ def gan_step(state: TrainState, batch):
     kd, kg = jax.random.split(state.step_key())
     x = batch["x"]
     p, o = state.params, state.opt_state
-    disc, od, ld = gradient_update(d_loss, TX_D, p["disc"], o["disc"], p["gen"], x,
+    disc, od, ld = gradient_update(d_loss, TX_D, p["disc"], o["disc"], p["gen"], batch,
                                    jax.random.normal(kd, (x.shape[0], LATENT)))
     gen, og, lg = gradient_update(g_loss, TX_G, p["gen"], o["gen"], disc,
                                   jax.random.normal(kg, (x.shape[0], LATENT)))
@@ -126,8 +126,9 @@ def test_gan_alternates_d_then_g_inside_one_jitted_step():
     kd, kg = jax.random.split(state.step_key())
     z_d, z_g = jax.random.normal(kd, (32, LATENT)), jax.random.normal(kg, (32, LATENT))
     p, o = state.params, state.opt_state
-    disc1, _, _ = gradient_update(d_loss, TX_D, p["disc"], o["disc"], p["gen"], batch["x"], z_d)
-    gen1, _, _ = gradient_update(g_loss, TX_G, p["gen"], o["gen"], disc1, z_g)
+    update = jax.jit(gradient_update, static_argnums=(0, 1))
+    disc1, _, _ = update(d_loss, TX_D, p["disc"], o["disc"], p["gen"], batch, z_d)
+    gen1, _, _ = update(g_loss, TX_G, p["gen"], o["gen"], disc1, z_g)
     assert_trees_close(new.params["disc"], disc1)
     assert_trees_close(new.params["gen"], gen1)
     g_vs_new_d, g_vs_old_d = g_loss(p["gen"], disc1, z_g)[0], g_loss(p["gen"], p["disc"], z_g)[0]
@@ -178,10 +179,10 @@ def test_gan_runs_through_make_epoch_fit_and_checkpointer(tmp_path):
 
 class BNClassifier(nn.Module):
     @nn.compact
-    def __call__(self, x, train: bool):
+    def __call__(self, x, train: bool, mask=None):
         # No bias before BatchNorm: its gradient is zero up to rounding, which Adam would amplify.
         h = nn.Dense(16, use_bias=False, name="dense")(x)
-        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(h)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(h, mask=mask)
         return nn.Dense(1)(nn.relu(h))[..., 0]
 
 
@@ -189,10 +190,11 @@ BN = BNClassifier()
 
 
 def bn_loss(params, model_state, batch, key, step):
-    logits, new_model_state = BN.apply({"params": params, **model_state}, batch["x"], train=True,
+    mask = batch["mask"][:, None] > 0 if "mask" in batch else None  # padding rows stay out of the stats
+    logits, new_model_state = BN.apply({"params": params, **model_state}, batch["x"], train=True, mask=mask,
                                        mutable=["batch_stats"])
-    loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch["y"]))
-    return loss, (new_model_state, {"accuracy": jnp.mean((logits > 0) == (batch["y"] > 0.5))})
+    loss = masked_mean(optax.sigmoid_binary_cross_entropy(logits, batch["y"]), batch)
+    return loss, (new_model_state, {"accuracy": masked_mean((logits > 0) == (batch["y"] > 0.5), batch)})
 
 
 def bn_state(tx):
@@ -201,8 +203,8 @@ def bn_state(tx):
                              model_state={"batch_stats": variables["batch_stats"]})
 
 
-def bn_data():
-    x = 3.0 + jax.random.normal(jax.random.key(3), (256, 6))
+def bn_data(n=256):
+    x = 3.0 + jax.random.normal(jax.random.key(3), (n, 6))
     return {"x": x, "y": (x[:, 0] > 3.0).astype(jnp.float32)}
 
 
@@ -215,9 +217,17 @@ def test_batchnorm_stats_flow_through_step_and_checkpoint(tmp_path):
     batch = {k: v[:32] for k, v in data.items()}
     new, _ = jax.jit(make_train_step(bn_loss, tx))(state, batch)
     features = batch["x"] @ state.params["dense"]["kernel"]
-    np.testing.assert_allclose(new.model_state["batch_stats"]["bn"]["mean"], 0.1 * features.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(new.model_state["batch_stats"]["bn"]["mean"], 0.1 * features.mean(0),
+                               rtol=1e-5, atol=1e-5)
+    # make_epoch's padding mask keeps padded rows out of the statistics.
+    padded = {"x": batch["x"].at[24:].set(1e3), "y": batch["y"], "mask": (jnp.arange(32) < 24).astype(jnp.float32)}
+    new, _ = jax.jit(make_train_step(bn_loss, tx))(state, padded)
+    np.testing.assert_allclose(new.model_state["batch_stats"]["bn"]["mean"], 0.1 * features[:24].mean(0),
+                               rtol=1e-5, atol=1e-5)
 
-    # Whole epochs; stats move, and the stats + params + optimizer state round-trip exactly.
+    # Whole epochs (250 examples: the last batch is padded); stats move, and the stats, params and
+    # optimizer state round-trip exactly.
+    data = replicate(bn_data(250), data_mesh())
     state = bn_state(tx)
     init_stats = host(state.model_state)
     epoch_fn = make_epoch(make_train_step(bn_loss, tx), 32, data_mesh())
@@ -259,9 +269,10 @@ def sweep_states():
 
 def test_k_models_vmapped_match_separate_runs(tmp_path):
     mesh, run_key, epochs = data_mesh(), jax.random.key(3), 2
-    images = jax.random.randint(jax.random.key(1), (256, 8, 8, 1), 0, 256).astype(jnp.uint8)
+    images = jax.random.randint(jax.random.key(1), (250, 8, 8, 1), 0, 256).astype(jnp.uint8)
     data = replicate({"image": images}, mesh)
 
+    # Reference: the K runs one after another (one compiled epoch: lr and beta live in the state).
     separate = []
     one_epoch = make_epoch(sweep_step, 32, mesh)
     for state in sweep_states():
@@ -296,6 +307,18 @@ def test_k_models_vmapped_match_separate_runs(tmp_path):
     restored, _ = Checkpointer(tmp_path / "ckpt").restore(stacked)
     assert_trees_equal(restored, final)
 
+    # Own shuffle per model: vmap the compiled epoch itself, over states and epoch keys.
+    keys = jax.random.split(jax.random.key(9), len(K_LRS))
+    own_order, m = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, 0)))(
+        jax.tree.map(lambda *xs: jnp.stack(xs), *sweep_states()), data, keys)
+    # Each model used its own beta: loss = recon + beta_k KL, model by model (metrics: [K, num_batches]).
+    betas = np.array(K_BETAS)[:, None]
+    np.testing.assert_allclose(m["loss"], m["recon"] + betas * m["kl"], rtol=1e-5)
+    assert np.ptp(np.asarray(m["loss"] - m["recon"]) / np.asarray(m["kl"])) > 1.0
+    for k, (state, key) in enumerate(zip(sweep_states(), keys)):
+        alone, _ = one_epoch(state, data, key)
+        assert_trees_close(jax.tree.map(lambda a: a[k], own_order), alone, rtol=1e-4, atol=1e-5)
+
 
 # --------------------------------------------------------------------------- (d) LSTM, teacher forcing + scan sampler
 
@@ -329,7 +352,7 @@ def sequence_log_prob(params, x):
 
 
 def lstm_loss(params, model_state, batch, key, step):
-    nll = -jnp.mean(sequence_log_prob(params, batch["x"]))
+    nll = -masked_mean(sequence_log_prob(params, batch["x"]), batch)
     return nll, (model_state, {"nll": nll})
 
 
@@ -359,7 +382,7 @@ def markov_sequences(key, n, length, flip=0.1):
 def test_lstm_teacher_forcing_and_scan_sampler_agree():
     length, flip = 16, 0.1
     mesh = data_mesh()
-    data = replicate({"x": markov_sequences(jax.random.key(0), 1024, length, flip)}, mesh)
+    data = replicate({"x": markov_sequences(jax.random.key(0), 1000, length, flip)}, mesh)  # last batch padded
     params = LSTM.init(jax.random.key(1), LSTM.zero_carry(1), jnp.zeros((1,)))["params"]
     tx = optax.adam(1e-2)
     state = TrainState.create(params, tx, jax.random.key(2))
@@ -378,7 +401,8 @@ def test_lstm_teacher_forcing_and_scan_sampler_agree():
     flips = float(np.mean(np.abs(np.diff(np.asarray(xs), axis=1))))
     assert 0.05 < flips < 0.15, flips  # the samples have the data's flip rate
     # One compiled loop: the program does not grow with the sequence length.
-    size = lambda n: len(str(jax.make_jaxpr(sample.__wrapped__, static_argnums=(2, 3))(state.params, jax.random.key(0), 8, n)))
+    trace = jax.make_jaxpr(sample.__wrapped__, static_argnums=(2, 3))
+    size = lambda n: len(str(trace(state.params, jax.random.key(0), 8, n)))
     assert size(16) == size(64)
 
 
@@ -392,9 +416,8 @@ def sharded_run(out: Path) -> list[np.ndarray]:
     data = replicate(host(bn_data()), mesh)  # NumPy, identical in every process
     epoch_fn = make_epoch(make_train_step(bn_loss, tx), 32, mesh)
     ckpt = Checkpointer(out / "checkpoints")  # one shared directory; every process calls save
-    run_out = out / f"process{jax.process_index()}"  # fit's history.csv: one per process
-    run_out.mkdir(parents=True, exist_ok=True)
-    fit(replicate(bn_state(tx), mesh), epoch_fn, data, jax.random.key(5), 2, lambda s: {}, ckpt, {}, run_out,
+    out.mkdir(parents=True, exist_ok=True)  # shared: only process 0 writes history.csv
+    fit(replicate(bn_state(tx), mesh), epoch_fn, data, jax.random.key(5), 2, lambda s: {}, ckpt, {}, out,
         progress=False)
     ckpt.close()
     restored, meta = Checkpointer(out / "checkpoints").restore(replicate(bn_state(tx), mesh))
@@ -413,7 +436,29 @@ WORKER = textwrap.dedent("""
     import test_design
     assert jax.process_count() == 2 and jax.device_count() == 2 and jax.local_device_count() == 1
     np.savez(out / f"leaves{pid}.npz", *test_design.sharded_run(out))
+    test_design.process_local_inputs_work(pid)
 """)
+
+
+def process_local_inputs_work(pid: int) -> None:
+    """In a multi-process run: a dataset sharded by rows (each process holds its half) trains
+    exactly like the replicated one, and evaluation accepts NumPy, process-local or replicated x."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    mesh, tx = data_mesh(), optax.adam(1e-2)
+    full = host(bn_data())
+    half = len(full["x"]) // 2
+    local = {k: v[pid * half:(pid + 1) * half] for k, v in full.items()}
+    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P("batch")), local)
+    epoch_fn = make_epoch(make_train_step(bn_loss, tx), 32, mesh)
+    key = epoch_key(jax.random.key(5), 0)
+    from_rows, _ = epoch_fn(replicate(bn_state(tx), mesh), sharded, key)
+    from_copies, _ = epoch_fn(replicate(bn_state(tx), mesh), replicate(full, mesh), key)
+    assert_trees_close(from_rows, from_copies)
+    score = jax.jit(lambda s, x: jnp.mean(BN.apply({"params": s.params, **s.model_state}, x, train=False)))
+    x = full["x"][:64]
+    values = [float(score(from_rows, v)) for v in (x, jnp.asarray(x), replicate(x, mesh))]
+    assert values[0] == values[1] == values[2], values
 
 
 def test_two_processes_match_one(tmp_path):
@@ -435,6 +480,7 @@ def test_two_processes_match_one(tmp_path):
             p.kill()
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
 
+    assert (tmp_path / "multi" / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
     single = sharded_run(tmp_path / "single")
     for pid in (0, 1):
         with np.load(tmp_path / "multi" / f"leaves{pid}.npz") as f:

@@ -81,6 +81,9 @@ def test_toy_iwae_bound_increases_with_k_towards_log_px():
 def small_vae():
     model = VAE(hidden=(32,), latent_dim=2, num_pixels=784)
     params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
+    # A sharper encoder than at initialization, so q(z|x) is far from the prior (KL of a few nats)
+    # and the log p(z) - log q(z|x) terms of the weights matter.
+    params = {**params, "encoder": jax.tree_util.tree_map(lambda a: 3 * a, params["encoder"])}
     x = jax.random.bernoulli(jax.random.key(2), 0.3, (50, 28, 28, 1)).astype(jnp.float32)
     return model, params, x
 
@@ -91,6 +94,8 @@ def test_log_importance_weights_shape_and_expectation(small_vae):
     log_w = np.asarray(vae.log_importance_weights(model, params, x[:4], jax.random.key(3), k), np.float64)
     assert log_w.shape == (k, 4)
     assert np.all(np.isfinite(log_w))
+    kl = np.asarray(losses.kl_to_standard_normal(*model.apply({"params": params}, x[:4], method="encode")))
+    assert np.all(kl > 0.5), kl
     # E_q[log w] = E_q[log p(x|z)] - KL(q || p): compare with an independent estimate built
     # from the closed-form KL and many reparameterized decoder evaluations.
     mean, log_var = model.apply({"params": params}, x[:4], method="encode")

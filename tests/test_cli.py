@@ -1,0 +1,124 @@
+"""The experiment CLI end to end (subprocesses): outputs, presets, resuming, reproducibility, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from conftest import FAST, check_ok, numbers_only, read_history, read_metrics, run_cli
+
+PNGS = ("samples.png", "reconstructions.png", "interpolation.png", "elbo.png")
+
+
+def _check_png(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 50 and image.shape[1] > 50, (path, image.shape)
+    assert image.std() > 0.01, f"{path} is blank"
+
+
+def _epoch_dirs(ckpt_dir):
+    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if ckpt_dir.exists() else []
+
+
+def test_seed002_two_epochs_writes_all_outputs(seed002_two_epochs):
+    out = seed002_two_epochs
+    m = read_metrics(out)
+    for key in ("preset", "seed", "epochs", "devices", "seconds_per_epoch", "test_neg_elbo", "test_nll_iwae",
+                "iwae_k", "iwae_seconds"):
+        assert key in m, key
+    assert (m["preset"], m["seed"], m["epochs"], m["devices"], m["iwae_k"]) == ("seed002", 0, 2, 1, 10)
+    assert m["seconds_per_epoch"] > 0 and m["iwae_seconds"] > 0
+    assert 80 < m["test_neg_elbo"] < 200, m  # nats per image after 2 epochs
+    assert m["test_nll_iwae"] <= m["test_neg_elbo"]
+    assert m["test_nll_iwae"] > 60
+    assert m["test_loss"] == pytest.approx(m["test_recon"] + m["test_kl"], rel=1e-5)
+
+    history = read_history(out)
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+    assert float(history[1]["train_loss"]) < float(history[0]["train_loss"])
+    assert float(history[1]["test_neg_elbo"]) < float(history[0]["test_neg_elbo"])
+    # The final evaluation is the last epoch's (same parameters, same evaluation key).
+    assert float(history[1]["test_neg_elbo"]) == pytest.approx(m["test_neg_elbo"], rel=1e-6)
+
+    for name in PNGS:
+        _check_png(out / name)
+    assert not (out / "latent_scatter.png").exists() and not (out / "manifold.png").exists()  # latent_dim 20
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (100, 28, 28)
+    assert np.issubdtype(samples.dtype, np.floating)
+    assert samples.min() >= 0.0 and samples.max() <= 1.0
+    assert samples.std() > 0.05  # digits, not a constant image
+    assert _epoch_dirs(out / "checkpoints") == [1, 2]
+
+
+def test_latent_dim_2_adds_latent_plots(tmp_path):
+    proc = run_cli("--preset", "seed002", "--epochs", "1", "--latent-dim", "2", "--out", tmp_path, *FAST)
+    check_ok(proc)
+    assert read_metrics(tmp_path)["config"]["latent_dim"] == 2
+    for name in (*PNGS, "latent_scatter.png", "manifold.png"):
+        _check_png(tmp_path / name)
+
+
+def test_seed000_reports_a_loss_but_no_likelihood(tmp_path):
+    proc = run_cli("--preset", "seed000", "--epochs", "1", "--out", tmp_path, *FAST)
+    check_ok(proc)
+    m = read_metrics(tmp_path)
+    assert m["preset"] == "seed000" and m["likelihood"] == "mse" and m["pixels"] == "float"
+    assert math.isfinite(m["test_loss"]) and m["test_loss"] > 0
+    for key in ("test_neg_elbo", "test_nll_iwae", "iwae_k", "iwae_seconds"):
+        assert key not in m, key
+    history = read_history(tmp_path)
+    assert len(history) == 1 and "test_neg_elbo" not in history[0] and "test_loss" in history[0]
+    _check_png(tmp_path / "elbo.png")
+    stdout = json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])
+    assert stdout["test_loss"] == m["test_loss"]
+
+
+@pytest.mark.slow
+def test_resume_replays_exactly_and_same_seed_is_reproducible(tmp_path, seed002_two_epochs, seed002_one_epoch):
+    b = tmp_path / "b"
+    # --resume with nothing to resume starts afresh (and says so).
+    first = run_cli("--preset", "seed002", "--epochs", "1", "--resume", "--out", b, *FAST)
+    check_ok(first)
+    assert "starting from scratch" in first.stderr
+    # Same seed, same settings, separate runs: equal numbers.
+    assert [numbers_only(r) for r in read_history(b)] == [numbers_only(r) for r in read_history(seed002_one_epoch)]
+    assert numbers_only(read_metrics(b)) == numbers_only(read_metrics(seed002_one_epoch))
+
+    second = run_cli("--preset", "seed002", "--epochs", "2", "--resume", "--out", b, *FAST)
+    check_ok(second)
+    assert "resuming" in second.stderr
+    resumed, full = read_history(b), read_history(seed002_two_epochs)
+    assert len(resumed) == 2
+    assert [numbers_only(r) for r in resumed] == [numbers_only(r) for r in full]
+    mb, ma = read_metrics(b), read_metrics(seed002_two_epochs)
+    for key in ("test_neg_elbo", "test_nll_iwae", "test_loss", "test_recon", "test_kl", "test_neg_elbo_k_samples"):
+        assert mb[key] == ma[key], key
+    assert mb["epochs"] == 2
+    assert np.array_equal(np.load(b / "samples.npy"), np.load(seed002_two_epochs / "samples.npy"))
+
+    # Resuming with a different learning rate is refused, and leaves the run as it was.
+    before = (b / "metrics.json").read_text()
+    bad = run_cli("--preset", "seed002", "--epochs", "3", "--resume", "--lr", "0.01", "--out", b, *FAST)
+    assert bad.returncode == 2, bad.stderr
+    assert "Traceback" not in bad.stderr
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "lr" in errors[0], bad.stderr
+    assert (b / "metrics.json").read_text() == before
+    assert _epoch_dirs(b / "checkpoints") == [1, 2]
+
+
+def test_diverging_run_stops_cleanly_without_saving_bad_epochs(tmp_path):
+    proc = run_cli("--preset", "seed002", "--epochs", "2", "--lr", "1e30", "--out", tmp_path, *FAST)
+    assert proc.returncode != 0 and proc.returncode != 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "non-finite" in errors[0] and "--lr" in errors[0], proc.stderr
+    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "history.csv").exists()
+    assert _epoch_dirs(tmp_path / "checkpoints") == []  # it diverged in epoch 1: no epoch was good
