@@ -123,7 +123,7 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
 
     # Model, loss, optimizer, compiled epoch.
     model = VAE(config.hidden, config.latent_dim, int(np.prod(train.images.shape[1:])), config.activation)
-    run_key = jax.random.key(config.seed)
+    run_key = jax.random.key(config.seed, impl=config.prng)
     init_key, state_key, eval_key, draw_key = jax.random.split(run_key, 4)
     params = model.init(init_key, jnp.zeros((1, *train.images.shape[1:])), init_key)["params"]
     tx = make_optimizer(config.optimizer, config.lr)

@@ -16,21 +16,28 @@ import jax.numpy as jnp
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _softplus_and_sigmoid(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    e = jnp.exp(-jnp.abs(x))  # in (0, 1]: never overflows
+    return jnp.maximum(x, 0.0) + jnp.log1p(e), jnp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
 @jax.custom_jvp
 def softplus(x: jax.Array) -> jax.Array:
     r"""\log(1 + e^x) = \max(x, 0) + \log(1 + e^{-|x|}): exact and finite for every finite x.
 
-    Same values as ``jax.nn.softplus`` but about 6x faster on the CPU backend
-    (one exp and one log1p, no logaddexp special-casing); its gradient is
-    \sigma(x) by a custom JVP (max and abs alone would give 0 at x = 0).
+    Same values as ``jax.nn.softplus`` but several times faster on the CPU
+    backend. Its derivative \sigma(x) = [x \ge 0 ? 1 : e^{-|x|}] / (1 + e^{-|x|})
+    reuses the same exponential (a custom JVP; max and abs alone would also give
+    a wrong derivative, 0, at x = 0).
     """
-    return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return _softplus_and_sigmoid(x)[0]
 
 
 @softplus.defjvp
 def _softplus_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    return softplus(x), jax.nn.sigmoid(x) * dx
+    value, slope = _softplus_and_sigmoid(x)
+    return value, slope * dx
 
 
 def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
