@@ -30,7 +30,8 @@ import numpy as np
 from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import get_preset, make_optimizer
-from genjax.train import TrainState, data_mesh, make_epoch, make_train_step, num_batches, replicate
+from genjax.train import (TrainState, data_mesh, fast_compiler_options, make_epoch, make_train_step, num_batches,
+                          replicate)
 
 TARGETS = {"seed002": 3.0, "seed000": 2.5}  # speed-up over PyTorch asked for by the issue
 PEAK_FRACTION_TARGET = 0.5
@@ -76,7 +77,8 @@ def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
     mesh = data_mesh()
     steps = num_batches(len(images), config.batch_size)
     loss_fn = vae.make_vae_loss(model, config.likelihood, config.pixels, steps_per_epoch=steps)
-    epoch = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh)
+    epoch = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh,
+                       compiler_options=fast_compiler_options(mesh))
     state = replicate(TrainState.create(params, tx, key), mesh)
     train = replicate({"image": jnp.asarray(images)}, mesh)
     seconds, loss = [], None

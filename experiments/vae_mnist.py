@@ -25,8 +25,8 @@ from genjax.errors import UsageError
 from genjax.fit import NonFiniteLoss, fit, write_json_atomic
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, VAEConfig, get_preset, make_optimizer
-from genjax.train import (TrainState, data_mesh, is_main_process, make_epoch, make_train_step, num_batches,
-                          replicate)
+from genjax.train import (TrainState, data_mesh, fast_compiler_options, is_main_process, make_epoch,
+                          make_train_step, num_batches, replicate)
 
 DEFAULT_OUT = Path("runs/vae_mnist")
 # Fields a resumed run may change: how long to train, and what to evaluate and draw afterwards.
@@ -130,7 +130,8 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
     steps_per_epoch = num_batches(len(train), config.batch_size)
     loss_fn = vae.make_vae_loss(model, config.likelihood, config.pixels, config.beta,
                                 config.kl_warmup_epochs, steps_per_epoch)
-    epoch_fn = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh)
+    epoch_fn = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh,
+                       compiler_options=fast_compiler_options(mesh))
     state = replicate(TrainState.create(params, tx, state_key), mesh)
 
     likelihood = reports_likelihood(config)

@@ -101,7 +101,7 @@ def num_batches(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
-def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1):
+def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1, compiler_options: dict | None = None):
     """Wrap ``step`` into ``epoch(state, data, key) -> (state, metrics)``.
 
     ``data`` is a pytree of device-resident arrays sharing a leading example
@@ -115,6 +115,9 @@ def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1):
     Each batch is constrained to be split along its example axis over the mesh,
     so XLA runs the step data-parallel and all-reduces the gradients.
     ``metrics`` holds each per-step metric stacked over the epoch.
+
+    ``compiler_options`` (e.g. :func:`fast_compiler_options`) go to ``jax.jit``;
+    leave them out when the epoch will be nested in another jit (vmapped K models).
     """
     batch_sharding = NamedSharding(mesh, P(BATCH_AXIS))
 
@@ -133,10 +136,10 @@ def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1):
 
         return jax.lax.scan(body, state, order.reshape(nb, batch_size), unroll=unroll)
 
-    return jax.jit(epoch, donate_argnums=0, compiler_options=compiler_options(mesh))
+    return jax.jit(epoch, donate_argnums=0, compiler_options=compiler_options)
 
 
-def compiler_options(mesh: Mesh) -> dict | None:
+def fast_compiler_options(mesh: Mesh) -> dict | None:
     """XLA options for the compiled epoch. On the CPU backend, matmuls go to XLA's
     own (Eigen) kernels rather than its experimental YNNPACK fusions, which are
     slower at these sizes (batch 128, widths 200-800: -8% epoch time measured by
