@@ -107,8 +107,11 @@ def log_importance_weights(model, params, x: jax.Array, key: jax.Array, k: int) 
     return log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mean, log_var)
 
 
-def iwae_chunk_size(k: int, num_pixels: int, budget: int = 1 << 25) -> int:
-    """Images per chunk so that the K x chunk x pixels logits stay under ``budget`` floats."""
+def iwae_chunk_size(k: int, num_pixels: int, budget: int = 1 << 22) -> int:
+    """Images per chunk so that the K x chunk x pixels logits stay under ``budget`` floats.
+
+    The default (16 MiB of logits) keeps a chunk's working set near the CPU's cache:
+    measured here, twice as fast as chunks of 128 MiB."""
     return max(1, budget // (k * num_pixels))
 
 
