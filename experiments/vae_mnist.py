@@ -186,7 +186,7 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
                        iwae_seconds=round(time.perf_counter() - t0, 3))
 
     # Pictures, samples, and metrics.json last (written by one process).
-    metrics.update(out=str(out), config=dataclasses.asdict(config))
+    metrics.update(out=str(out), config=dataclasses.asdict(config), history=history)
     if not is_main_process():
         return metrics
     means = draw_pictures(out, model, params, config, test, x_test, draw_key)
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     if args.distributed:
         jax.distributed.initialize()
     metrics = run(config, cli.check_writable(args.out), args.data_dir, args.resume, not args.no_progress, t_start)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "config"}, indent=2))
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("config", "history")}, indent=2))
     print(f"results in {metrics['out']}")
     return 0
 
