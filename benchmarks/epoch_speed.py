@@ -1,6 +1,6 @@
 """Seconds per training epoch: genjax against the PyTorch seed loop, in one run.
 
-    pip install -e '.[bench]'        # torch; on these machines: pip install torch==2.13.0 (CPU build)
+    pip install torch==2.13.0        # the baseline's PyTorch (CPU build)
     python -m benchmarks.epoch_speed [--epochs 8] [--presets seed002 seed000] [--main-job]
 
 Prints, side by side and measured now on this machine: the PyTorch notebook
@@ -116,7 +116,7 @@ def main() -> None:
     try:
         from benchmarks import torch_seed_loop
     except ImportError:
-        sys.exit("error: the baseline needs PyTorch: pip install torch==2.13.0 (CPU build), or pip install -e '.[bench]'")
+        sys.exit("error: the baseline needs PyTorch: pip install torch==2.13.0 (a CPU build)")
 
     images = data.load_split("mnist", "train", args.data_dir).images
     peak = gemm_peak_gflops()
