@@ -30,8 +30,8 @@ import numpy as np
 from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import get_preset, make_optimizer
-from genjax.train import (TrainState, data_mesh, fast_compiler_options, make_epoch, make_train_step, num_batches,
-                          replicate)
+from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_options, make_epoch, make_train_step,
+                          num_batches, replicate)
 
 TARGETS = {"seed002": 3.0, "seed000": 2.5}  # speed-up over PyTorch asked for by the issue
 PEAK_FRACTION_TARGET = 0.5
@@ -84,7 +84,7 @@ def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
     seconds, loss = [], None
     for e in range(epochs):
         t = time.perf_counter()
-        state, metrics = epoch(state, train, jax.random.key(e))
+        state, metrics = epoch(state, train, epoch_key(key, e))
         loss = float(np.mean(jax.device_get(metrics["loss"])))
         seconds.append(time.perf_counter() - t)
     return {

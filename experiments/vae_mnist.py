@@ -26,7 +26,7 @@ from genjax.fit import NonFiniteLoss, fit, write_json_atomic
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, VAEConfig, get_preset, make_optimizer
 from genjax.train import (TrainState, data_mesh, fast_compiler_options, is_main_process, make_epoch,
-                          make_train_step, num_batches, replicate)
+                          make_train_step, num_batches, replicate, sync_processes)
 
 DEFAULT_OUT = Path("runs/vae_mnist")
 # Fields a resumed run may change: how long to train, and what to evaluate and draw afterwards.
@@ -79,6 +79,10 @@ def resume_state(ckpt: checkpoint.Checkpointer, state, config: VAEConfig):
         diff = ", ".join(f"{k}: {saved.get(k)} -> {now.get(k)}" for k in now if saved.get(k) != now.get(k))
         raise UsageError(f"--resume with settings that differ from the checkpoint in {ckpt.directory} ({diff}); "
                          "rerun with the original flags, or drop --resume to start afresh")
+    done = len(meta["history"])
+    if config.epochs < done:
+        raise UsageError(f"--resume --epochs {config.epochs}: the checkpoint in {ckpt.directory} has already "
+                         f"trained {done} epochs; ask for {done} or more")
     state, meta = ckpt.restore(state)
     return state, meta["history"]
 
@@ -88,9 +92,10 @@ def draw_pictures(out: Path, model, params, config: VAEConfig, test: data.ImageS
     returns the ``num_samples`` prior sample means for samples.npy."""
     shape = test.images.shape[1:3]
     k_samples, k_recon = jax.random.split(key)
-    means = np.asarray(vae.prior_sample_means(model, params, k_samples, config.num_samples))
+    means = np.asarray(vae.prior_sample_means(model, params, k_samples, max(config.num_samples, 64)))
     means = means.reshape(-1, *shape)
     plots.save_grid(out / "samples.png", means[:64], 8, 8, f"{config.preset}: prior samples (Bernoulli means)")
+    means = means[: config.num_samples]
     originals = x_test[:12]
     logits, _, _ = model.apply({"params": params}, originals, k_recon)
     recon = np.asarray(jax.nn.sigmoid(logits)).reshape(-1, *shape)
@@ -119,7 +124,7 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
     if config.batch_size > len(train):
         raise UsageError(f"--batch-size {config.batch_size} exceeds the {len(train)} training images")
     train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
-    x_test = data.fixed_eval_pixels(test.images, config.pixels)
+    x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
 
     # Model, loss, optimizer, compiled epoch.
     model = VAE(config.hidden, config.latent_dim, int(np.prod(train.images.shape[1:])), config.activation)
@@ -137,23 +142,24 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
     likelihood = reports_likelihood(config)
 
     def evaluate(state):
-        m = vae.evaluate(model, state.params, x_test, eval_key, config.likelihood)
+        m = vae.evaluate(model, state.params, x_test, eval_key, config.likelihood, mesh=mesh)
         result = {"loss": m["recon"] + config.beta * m["kl"], "recon": m["recon"], "kl": m["kl"]}
         return {**result, "neg_elbo": m["neg_elbo"]} if likelihood else result
 
     # The loop, checkpointed after each epoch.
     ckpt_dir = out / "checkpoints"
+    if is_main_process() and not resume:
+        checkpoint.clear(ckpt_dir)
+    sync_processes("genjax: run directory ready")
+    ckpt = checkpoint.Checkpointer(ckpt_dir)
     history = []
-    if resume and ckpt_dir.exists() and checkpoint.Checkpointer(ckpt_dir).latest_epoch():
-        ckpt = checkpoint.Checkpointer(ckpt_dir)
+    if resume and ckpt.latest_epoch():
         state, history = resume_state(ckpt, state, config)
         print(f"resuming {ckpt_dir} after epoch {len(history)}", file=sys.stderr)
-    else:
-        if resume:
-            print(f"no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
-        checkpoint.clear(ckpt_dir)
-        ckpt = checkpoint.Checkpointer(ckpt_dir)
-    (out / "metrics.json").unlink(missing_ok=True)  # never leave a stale result beside a new run
+    elif resume:
+        print(f"no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
+    if is_main_process():
+        (out / "metrics.json").unlink(missing_ok=True)  # never leave a stale result beside a new run
     meta = {"config": dataclasses.asdict(config)}
     try:
         state, history = fit(state, epoch_fn, train_data, run_key, config.epochs, evaluate, ckpt, meta, out,
@@ -179,8 +185,8 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
     if likelihood:
         k = config.iwae_k
         t0 = time.perf_counter()
-        iw = jax.device_get(vae.iwae_nll(model, params, x_test, jax.random.fold_in(eval_key, 1), k,
-                                          vae.iwae_chunk_size(k, x_test[0].size)))
+        iw = jax.device_get(vae.iwae_nll(model, state.params, x_test, jax.random.fold_in(eval_key, 1), k,
+                                          vae.iwae_chunk_size(k, x_test[0].size), mesh))
         metrics.update(test_neg_elbo=final["neg_elbo"], test_nll_iwae=float(iw["nll_iwae"]),
                        test_neg_elbo_k_samples=float(iw["neg_elbo"]), iwae_k=k,
                        iwae_seconds=round(time.perf_counter() - t0, 3))
@@ -191,8 +197,9 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
         return metrics
     means = draw_pictures(out, model, params, config, test, x_test, draw_key)
     curve = "neg_elbo" if likelihood else "loss"
+    train_curve = [r["train_recon"] + r["train_kl"] if likelihood else r["train_loss"] for r in history]
     plots.save_curves(out / "elbo.png", [r["epoch"] for r in history],
-                      {"train": [r["train_loss"] for r in history], "test": [r[f"test_{curve}"] for r in history]},
+                      {"train": train_curve, "test": [r[f"test_{curve}"] for r in history]},
                       "-ELBO (nats/image)" if likelihood else "loss per image",
                       f"{config.preset}, binarization: {data.BINARIZATION[config.pixels].split(' (')[0]}")
     np.save(out / "samples.npy", means.astype(np.float32))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Callable
@@ -72,7 +74,7 @@ def check_writable(out: Path) -> Path:
     out = Path(out).expanduser().resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{socket.gethostname()}-{os.getpid()}"  # one per process
         probe.write_text("")
         probe.unlink()
     except OSError as e:

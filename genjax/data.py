@@ -16,12 +16,14 @@ floats inside the compiled step, in one of three modes:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import importlib.util
 import logging
 import os
 import socket
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -104,15 +106,43 @@ def _spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
+def _download_url(builder) -> str | None:
+    """The builder's download address: its ``URL`` attribute, else the first
+    ``http(s)://`` string constant of the module that defines it, else the
+    dataset's homepage (usually the same host)."""
+    url = getattr(builder, "URL", None)
+    if isinstance(url, str) and url.startswith("http"):
+        return url
+    module = sys.modules.get(type(builder).__module__)
+    for value in vars(module).values() if module else ():
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    return getattr(builder.info, "homepage", None) or None
+
+
 def _network_reachable(url: str | None, timeout: float = 5.0) -> bool:
-    host = urllib.parse.urlparse(url).hostname if url else None
-    if not host:
-        return True  # nothing to probe: let TFDS try
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
+    """Whether ``url``'s host answers on port 443 within ``timeout`` seconds (DNS included).
+
+    ``GENJAX_OFFLINE=1`` says no without trying; behind a proxy (``HTTPS_PROXY``)
+    or without a known address it says yes and lets TFDS try.
+    """
+    if os.environ.get("GENJAX_OFFLINE") == "1":
         return False
+    host = urllib.parse.urlparse(url).hostname if url else None
+    if not host or os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+
+    def connect():
+        socket.create_connection((host, 443), timeout=timeout).close()
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(connect).result(timeout=timeout)
+        return True
+    except (OSError, concurrent.futures.TimeoutError):
+        return False
+    finally:
+        pool.shutdown(wait=False)
 
 
 def prepare_dataset(name: str, data_dir: Path | None) -> None:
@@ -132,7 +162,7 @@ def prepare_dataset(name: str, data_dir: Path | None) -> None:
             "run `pip install 'genjax-models[prepare]'` (or `pip install -e '.[prepare]'` in a "
             "checkout), or pass --data-dir DIR pointing at prepared TFDS data"
         )
-    if not _network_reachable(getattr(builder, "URL", None)):
+    if not _network_reachable(_download_url(builder)):
         raise UsageError(
             f"{name} is not prepared in {where} and its download site cannot be reached: "
             "connect to the internet, or pass --data-dir DIR (or set TFDS_DATA_DIR) "

@@ -85,6 +85,14 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def sync_processes(name: str) -> None:
+    """Wait until every process reaches this point (multi-host runs; free on one host)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh over all devices (all hosts' in a multi-host run), axis ``batch``."""
     devices = jax.devices() if devices is None else devices
@@ -94,6 +102,14 @@ def data_mesh(devices=None) -> Mesh:
 def replicate(tree, mesh: Mesh):
     """Place a pytree on every device of ``mesh`` (params, optimizer state, the dataset)."""
     return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_rows(tree, mesh: Mesh | None):
+    """Constrain every leaf's leading (example) axis to be split over the mesh's
+    ``batch`` axis, inside a jitted function; a no-op without a mesh."""
+    if mesh is None:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(BATCH_AXIS)))
 
 
 def num_batches(num_examples: int, batch_size: int) -> int:
@@ -119,8 +135,6 @@ def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1, compi
     ``compiler_options`` (e.g. :func:`fast_compiler_options`) go to ``jax.jit``;
     leave them out when the epoch will be nested in another jit (vmapped K models).
     """
-    batch_sharding = NamedSharding(mesh, P(BATCH_AXIS))
-
     def epoch(state: TrainState, data, key: jax.Array):
         n = jax.tree_util.tree_leaves(data)[0].shape[0]
         nb = num_batches(n, batch_size)
@@ -131,8 +145,7 @@ def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1, compi
         def body(state, indices):
             batch = jax.tree_util.tree_map(lambda a: a[jnp.maximum(indices, 0)], data)
             batch["mask"] = (indices >= 0).astype(jnp.float32)
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-            return step(state, batch)
+            return step(state, shard_rows(batch, mesh))
 
         return jax.lax.scan(body, state, order.reshape(nb, batch_size), unroll=unroll)
 

@@ -27,8 +27,10 @@ FAST = ("--iwae-k", "10", "--num-samples", "100", "--no-progress")
 TIMING_KEYS = {"seconds", "seconds_per_epoch", "first_epoch_seconds", "iwae_seconds", "wall_seconds", "out"}
 
 
-def cli_env(devices: int | None = None) -> dict:
+def cli_env(devices: int | None = None, offline: bool = False) -> dict:
     env = dict(os.environ)
+    if offline:
+        env["GENJAX_OFFLINE"] = "1"  # act as if there were no network, even where there is
     env.pop("XLA_FLAGS", None)
     if devices is not None:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -36,10 +38,11 @@ def cli_env(devices: int | None = None) -> dict:
     return env
 
 
-def run_cli(*args, devices: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args, devices: int | None = None, timeout: float = 300, offline: bool = False) -> subprocess.CompletedProcess:
     """``python -m experiments.vae_mnist ARGS`` from the repository root."""
     cmd = [sys.executable, "-m", "experiments.vae_mnist", *map(str, args)]
-    return subprocess.run(cmd, cwd=REPO_ROOT, env=cli_env(devices), capture_output=True, text=True, timeout=timeout)
+    env = cli_env(devices, offline)
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def check_ok(proc: subprocess.CompletedProcess) -> None:
@@ -56,8 +59,11 @@ def read_history(out: Path) -> list[dict]:
 
 
 def numbers_only(row: dict) -> dict:
-    """A history row or metrics dict without timing fields."""
-    return {k: v for k, v in row.items() if k not in TIMING_KEYS}
+    """A history row or metrics dict without timing fields (also inside its ``history``)."""
+    clean = {k: v for k, v in row.items() if k not in TIMING_KEYS}
+    if "history" in clean:
+        clean["history"] = [numbers_only(r) for r in clean["history"]]
+    return clean
 
 
 @pytest.fixture(scope="session")

@@ -122,3 +122,16 @@ def test_diverging_run_stops_cleanly_without_saving_bad_epochs(tmp_path):
     assert not (tmp_path / "metrics.json").exists()
     assert not (tmp_path / "history.csv").exists()
     assert _epoch_dirs(tmp_path / "checkpoints") == []  # it diverged in epoch 1: no epoch was good
+
+
+def test_resume_to_fewer_epochs_than_done_exits_2_and_keeps_the_results(tmp_path, seed002_two_epochs):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(seed002_two_epochs, out)
+    before = (out / "metrics.json").read_text()
+    proc = run_cli("--preset", "seed002", "--epochs", "1", "--resume", "--out", out, *FAST)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "already trained 2 epochs" in proc.stderr
+    assert (out / "metrics.json").read_text() == before  # nothing rewritten or removed
+    assert _epoch_dirs(out / "checkpoints") == [1, 2]

@@ -65,6 +65,6 @@ def test_empty_data_dir_without_network_exits_2_quickly(tmp_path):
     empty, out = tmp_path / "empty", tmp_path / "out"
     empty.mkdir()
     t0 = time.perf_counter()
-    proc = run_cli("--epochs", "1", "--data-dir", empty, "--out", out, *FAST, timeout=120)
+    proc = run_cli("--epochs", "1", "--data-dir", empty, "--out", out, *FAST, timeout=120, offline=True)
     assert time.perf_counter() - t0 < 30
     _assert_usage_error(proc, out, "--data-dir")

@@ -145,8 +145,8 @@ def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
     assert data.resolve_data_dir(str(arg)) == arg.resolve()
     assert data.resolve_data_dir(None) == env.resolve()
     monkeypatch.delenv("TFDS_DATA_DIR")
-    assert data.SHARED_DATA_DIR.is_dir()  # this machine's prepared MNIST
-    assert data.resolve_data_dir() == data.SHARED_DATA_DIR
+    if data.SHARED_DATA_DIR.is_dir():  # ../shared/tensorflow_datasets beside the repository
+        assert data.resolve_data_dir() == data.SHARED_DATA_DIR
     assert data.SHARED_DATA_DIR == Path(data.__file__).resolve().parents[2] / "shared" / "tensorflow_datasets"
     monkeypatch.setattr(data, "SHARED_DATA_DIR", tmp_path / "absent")
     assert data.resolve_data_dir() is None
@@ -165,7 +165,8 @@ def test_default_cache_dir_precedence(tmp_path, monkeypatch):
     assert data.default_cache_dir() == tmp_path / ".cache" / "genjax"
 
 
-def test_empty_data_dir_without_network_fails_fast_naming_data_dir(tmp_path):
+def test_empty_data_dir_without_network_fails_fast_naming_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENJAX_OFFLINE", "1")  # also holds on a machine with internet
     empty = tmp_path / "empty"
     empty.mkdir()
     t0 = time.perf_counter()
@@ -174,6 +175,20 @@ def test_empty_data_dir_without_network_fails_fast_naming_data_dir(tmp_path):
     assert time.perf_counter() - t0 < 30
     assert "--data-dir" in str(info.value)
     assert not list((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_download_addresses_are_found_for_every_dataset():
+    tfds = data._tfds()
+    for name in data.DATASETS:
+        url = data._download_url(tfds.builder(name))
+        assert url and url.startswith("http"), name
+
+
+def test_offline_switch_and_unreachable_hosts(monkeypatch):
+    monkeypatch.setenv("GENJAX_OFFLINE", "1")
+    assert not data._network_reachable("https://example.com/x")
+    monkeypatch.delenv("GENJAX_OFFLINE")
+    assert not data._network_reachable("https://no-such-host.invalid/x", timeout=2.0)
 
 
 # --- CIFAR-10 through the same code, on TFDS's mocked data -------------------

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.losses import reparameterize
+
 ACTIVATIONS = {
     "relu": nn.relu,
     "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),  # seed 002: nn.LeakyReLU(0.2)
@@ -90,8 +92,7 @@ class VAE(nn.Module):
 
     def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         mean, log_var = self.encoder(x)
-        z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
-        return self.decoder(z), mean, log_var
+        return self.decoder(reparameterize(key, mean, log_var)), mean, log_var
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.encoder(x)
