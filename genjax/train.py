@@ -51,7 +51,7 @@ class TrainState:
             params=params,
             opt_state=tx.init(params),
             model_state={} if model_state is None else model_state,
-            key=jax.random.key_data(key),
+            key=jnp.copy(jax.random.key_data(key)),  # its own buffer: epochs donate the state
             key_impl=str(jax.random.key_impl(key)),
         )
 
