@@ -207,3 +207,21 @@ def test_vae_loss_ignores_padded_examples(mnist_subset):
     grads_clean = jax.grad(lambda p: loss_fn(p, {}, {"image": images.at[40:].set(0), "mask": mask}, jax.random.key(0), jnp.int32(0))[0])(state.params)
     for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads_clean)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_the_run_key_survives_the_donated_state():
+    # make_epoch donates its state; the key the state was made from must stay usable
+    # (the epoch keys are derived from it after every epoch).
+    for impl in ("threefry2x32", "rbg"):
+        key = jax.random.key(0, impl=impl)
+        tx = optax.sgd(0.1)
+        state = TrainState.create({"w": jnp.zeros(3)}, tx, key)
+
+        def loss_fn(params, model_state, batch, k, step):
+            return masked_mean(jnp.sum((batch["x"] - params["w"]) ** 2, -1), batch), (model_state, {})
+
+        epoch = make_epoch(make_train_step(loss_fn, tx), 4, data_mesh())
+        batch = {"x": jnp.ones((8, 3))}
+        for e in range(2):
+            state, _ = epoch(state, batch, epoch_key(key, e))
+        assert int(state.step) == 4 and float(state.params["w"][0]) > 0
