@@ -136,7 +136,7 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
     loss_fn = vae.make_vae_loss(model, config.likelihood, config.pixels, config.beta,
                                 config.kl_warmup_epochs, steps_per_epoch)
     epoch_fn = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh,
-                       compiler_options=fast_compiler_options(mesh))
+                          compiler_options=fast_compiler_options(mesh))
     state = replicate(TrainState.create(params, tx, state_key), mesh)
 
     likelihood = reports_likelihood(config)
@@ -170,9 +170,12 @@ def run(config: VAEConfig, out: Path, data_dir, resume: bool, progress: bool, t_
         sys.exit(1)
     ckpt.close()
 
-    # Evaluation of the final parameters.
+    # Evaluation of the final parameters (the last epoch's test metrics, when it trained at all).
     params = jax.device_get(state.params)
-    final = {k: float(v) for k, v in evaluate(state).items()}
+    if history:
+        final = {k.removeprefix("test_"): v for k, v in history[-1].items() if k.startswith("test_")}
+    else:
+        final = {k: float(v) for k, v in evaluate(state).items()}
     metrics = {"preset": config.preset, "seed": config.seed, "epochs": config.epochs,
                "devices": mesh.size, "backend": jax.default_backend(),
                "pixels": config.pixels, "binarization": data.BINARIZATION[config.pixels],
