@@ -155,8 +155,9 @@ def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1, compi
 def fast_compiler_options(mesh: Mesh) -> dict | None:
     """XLA options for the compiled epoch. On the CPU backend, matmuls go to XLA's
     own (Eigen) kernels rather than its experimental YNNPACK fusions, which are
-    slower at these sizes (batch 128, widths 200-800: -8% epoch time measured by
-    ``benchmarks/epoch_speed.py``). Numerics differ only by summation order."""
+    slower at these sizes (batch 128, widths 200-800): seed002's epoch went from
+    about 0.58 s to 0.55 s on the 2-core CI machine in an ad-hoc A/B timing (a noisy,
+    few-percent effect). Numerics differ only by summation order."""
     if mesh.devices.flat[0].platform == "cpu":
         return {"xla_cpu_experimental_ynn_fusion_type": ""}
     return None

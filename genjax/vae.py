@@ -58,9 +58,9 @@ def make_vae_loss(
 
     def loss_fn(params, model_state, batch, key, step):
         pixel_key, z_key = jax.random.split(key)
-        x = to_pixels(batch["image"], pixels, pixel_key).reshape(batch["image"].shape[0], -1)
-        logits, mean, log_var = model.apply({"params": params}, x.reshape(batch["image"].shape), z_key)
-        recon = reconstruction_loss(logits, x, likelihood)
+        images = to_pixels(batch["image"], pixels, pixel_key)
+        logits, mean, log_var = model.apply({"params": params}, images, z_key)
+        recon = reconstruction_loss(logits, images.reshape(images.shape[0], -1), likelihood)
         kl = losses.kl_to_standard_normal(mean, log_var)
         weight = losses.kl_weight(step // steps_per_epoch, beta, kl_warmup_epochs)
         loss = masked_mean(recon + weight * kl, batch)
