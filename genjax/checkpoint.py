@@ -8,8 +8,8 @@ carries what a resumed run must agree on (the config) and what it must continue
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,12 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, epoch: int, state: Any, meta: dict) -> None:
-        """Save ``state`` after ``epoch`` (1-based); returns at once when asynchronous."""
+        """Save ``state`` after ``epoch`` (1-based); returns at once when asynchronous.
+
+        ``meta`` is copied now (as JSON), before the call returns: orbax serializes it
+        later in a background thread, and the caller may change it meanwhile (``fit``
+        appends the next epoch's history row to the same list)."""
+        meta = json.loads(json.dumps(meta))
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._manager.save(epoch, args=args)
 
@@ -57,7 +62,3 @@ class Checkpointer:
         self._manager.wait_until_finished()
         self._manager.close()
 
-
-def clear(directory: Path) -> None:
-    """Remove a previous run's checkpoints (a fresh run in the same ``--out``)."""
-    shutil.rmtree(directory, ignore_errors=True)

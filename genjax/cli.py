@@ -14,11 +14,16 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from genjax.errors import UsageError
+from genjax.errors import RunStopped, UsageError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports bad flags as a UsageError instead of its usage dump."""
+    """argparse that reports bad flags as a UsageError instead of its usage dump,
+    and shows the description (the script's docstring) as written."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -83,12 +88,12 @@ def check_writable(out: Path) -> Path:
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call ``main``; a UsageError prints one line and returns 2."""
+    """Call ``main``; a UsageError prints one line and returns 2, a RunStopped one line and 1."""
     try:
         return main(argv)
-    except UsageError as e:
+    except (UsageError, RunStopped) as e:
         print(f"error: {e}", file=sys.stderr)
-        return UsageError.exit_code
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: rerun the same command with --resume to continue", file=sys.stderr)
         return 130

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import prng
 from genjax.errors import UsageError
 
 PIXEL_MODES = ("float", "threshold", "stochastic")
@@ -240,7 +241,7 @@ def to_pixels(images: jax.Array, mode: str, key: jax.Array | None = None) -> jax
     if mode == "threshold":
         return (x > 0.5).astype(jnp.float32)
     if mode == "stochastic":
-        return jax.random.bernoulli(key, x).astype(jnp.float32)
+        return prng.bernoulli(key, x).astype(jnp.float32)
     raise UsageError(f"unknown pixel mode {mode!r}: choose one of {', '.join(PIXEL_MODES)}")
 
 

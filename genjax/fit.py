@@ -22,10 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genjax.checkpoint import Checkpointer
+from genjax.errors import RunStopped
 from genjax.train import TrainState, epoch_key, is_main_process
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(RunStopped):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 

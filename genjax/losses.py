@@ -13,6 +13,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from genjax import prng
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -74,7 +76,7 @@ def kl_to_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
 def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, num_samples: int | None = None) -> jax.Array:
     r"""z = \mu + \sigma \epsilon, \epsilon \sim N(0, I); with ``num_samples`` a leading axis of K draws."""
     shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
-    eps = jax.random.normal(key, shape, mean.dtype)
+    eps = prng.normal(key, shape, mean.dtype)
     return mean + jnp.exp(0.5 * log_var) * eps
 
 

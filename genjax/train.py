@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from genjax import prng
+
 BATCH_AXIS = "batch"
 
 LossFn = Callable[[Any, Any, Any, jax.Array, jax.Array], tuple[jax.Array, tuple[Any, dict]]]
@@ -112,6 +114,25 @@ def shard_rows(tree, mesh: Mesh | None):
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(BATCH_AXIS)))
 
 
+def map_in_chunks(fn, args, chunk: int, mesh=None):
+    """``fn`` over the leading axis of the pytree ``args`` in chunks of ``chunk`` rows
+    (``lax.map``: one compiled loop, bounded memory). With a ``mesh``, each chunk
+    is split over its devices (the chunk is rounded up to a multiple of their
+    number). Rows padded to fill the last chunk are dropped from the output."""
+    n = jax.tree_util.tree_leaves(args)[0].shape[0]
+    chunk = min(chunk, n)
+    if mesh is not None:
+        chunk = -(-chunk // mesh.size) * mesh.size
+    pad = (-n) % chunk
+
+    def split(a):
+        a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+        return a.reshape(-1, chunk, *a.shape[1:])
+
+    out = jax.lax.map(lambda a: fn(shard_rows(a, mesh)), jax.tree_util.tree_map(split, args))
+    return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+
+
 def num_batches(num_examples: int, batch_size: int) -> int:
     """Batches per epoch: every example once, the last batch padded (see :func:`make_epoch`)."""
     return -(-num_examples // batch_size)
@@ -138,7 +159,7 @@ def make_epoch(step: StepFn, batch_size: int, mesh: Mesh, unroll: int = 1, compi
     def epoch(state: TrainState, data, key: jax.Array):
         n = jax.tree_util.tree_leaves(data)[0].shape[0]
         nb = num_batches(n, batch_size)
-        order = jax.random.permutation(key, n)
+        order = prng.permutation(key, n)
         # Pad the order with -1 to whole batches; -1 marks padding (gathered as row 0, masked out).
         order = jnp.concatenate([order, jnp.full((nb * batch_size - n,), -1, order.dtype)])
 

@@ -25,9 +25,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax import losses
+from genjax import losses, prng
 from genjax.data import to_pixels
-from genjax.train import masked_mean, shard_rows
+from genjax.train import map_in_chunks, masked_mean
 
 LIKELIHOODS = ("bernoulli", "mse")
 
@@ -69,32 +69,14 @@ def make_vae_loss(
     return loss_fn
 
 
-def map_in_chunks(fn, args, chunk: int, mesh=None):
-    """``fn`` over the leading axis of the pytree ``args`` in chunks of ``chunk`` rows
-    (``lax.map``: one compiled loop, bounded memory). With a ``mesh``, each chunk
-    is split over its devices (the chunk is rounded up to a multiple of their
-    number). Rows padded to fill the last chunk are dropped from the output."""
-    n = jax.tree_util.tree_leaves(args)[0].shape[0]
-    chunk = min(chunk, n)
-    if mesh is not None:
-        chunk = -(-chunk // mesh.size) * mesh.size
-    pad = (-n) % chunk
-
-    def split(a):
-        a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
-        return a.reshape(-1, chunk, *a.shape[1:])
-
-    out = jax.lax.map(lambda a: fn(shard_rows(a, mesh)), jax.tree_util.tree_map(split, args))
-    return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
-
-
 @functools.partial(jax.jit, static_argnames=("model", "likelihood", "chunk", "mesh"))
 def evaluate(model, params, x: jax.Array, key: jax.Array, likelihood: str, chunk: int = 1000, mesh=None) -> dict:
     """Per-image recon and KL on float pixels ``x`` (N, H, W, C), one z each; averaged.
 
     ``neg_elbo`` = recon + KL is the -ELBO only for a Bernoulli decoder on binary
     pixels; otherwise it is the loss at beta = 1. With a ``mesh``, the images are
-    split over its devices."""
+    split over its devices. Image i draws its z from ``split(key, N)[i]`` alone, so
+    the result does not depend on ``chunk`` or the device count."""
 
     def one_chunk(args):
         xc, kc = args
@@ -129,7 +111,8 @@ def iwae_nll(model, params, x: jax.Array, key: jax.Array, k: int, chunk: int, me
     Returns means over images of ``-log (1/K) sum_k w_k`` (``nll_iwae``) and of
     ``-(1/K) sum_k log w_k`` (``neg_elbo``, the same -ELBO as :func:`evaluate` but
     averaged over K samples instead of one). With a ``mesh``, the images are
-    split over its devices. Each image has its own key, so the result does not
+    split over its devices. Image i draws its z's from ``split(key, N)[i]`` alone
+    (:mod:`genjax.prng`, for every key implementation), so the result does not
     depend on ``chunk`` or on the number of devices (up to float rounding).
     """
     keys = jax.random.split(key, x.shape[0])
@@ -146,7 +129,7 @@ def iwae_nll(model, params, x: jax.Array, key: jax.Array, k: int, chunk: int, me
 @functools.partial(jax.jit, static_argnames=("model", "n"))
 def prior_sample_means(model, params, key: jax.Array, n: int) -> jax.Array:
     """E[x | z] = sigmoid(decoder(z)) for n draws z ~ N(0, I): shape (n, pixels), in [0, 1]."""
-    z = jax.random.normal(key, (n, model.latent_dim))
+    z = prng.normal(key, (n, model.latent_dim))
     return jax.nn.sigmoid(model.apply({"params": params}, z, method="decode"))
 
 
