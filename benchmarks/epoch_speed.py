@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.machine import describe, gemm_peak_gflops
 from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import get_preset, make_optimizer
@@ -35,21 +35,6 @@ from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_option
 
 TARGETS = {"seed002": 3.0, "seed000": 2.5}  # speed-up over PyTorch asked for by the issue
 PEAK_FRACTION_TARGET = 0.5
-
-
-def gemm_peak_gflops(n: int = 2048, reps: int = 20) -> float:
-    """Best-of-3 float32 GFLOP/s of a jitted n x n matmul on the default backend."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    matmul = jax.jit(lambda a: a @ a)
-    matmul(a).block_until_ready()
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(reps):
-            out = matmul(a)
-        out.block_until_ready()
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
-    return best
 
 
 def matmul_flops_per_epoch(params, batch_size: int, steps: int, input_kernel: str = "hidden_0") -> float:
@@ -120,8 +105,7 @@ def main() -> None:
 
     images = data.load_split("mnist", "train", args.data_dir).images
     peak = gemm_peak_gflops()
-    print(f"machine: {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.default_backend()} "
-          f"({jax.device_count()} device(s)); float32 GEMM peak (2048^3): {peak:.0f} GFLOP/s")
+    print(f"{describe()}; float32 GEMM peak (2048^3): {peak:.0f} GFLOP/s")
     header = f"{'preset':8} {'pytorch s/ep':>12} {'genjax s/ep':>12} {'speed-up':>9} {'target':>7} {'GFLOP/s':>8} {'% peak':>7}"
     rows = []
     for preset in args.presets:

@@ -56,31 +56,33 @@ def _forward(input_gates, w_hh, h0, c0, xs):
     return hs, (hs, c_prev, acts)
 
 
-def _backward(w_hh, h0, residuals, dhs, step_extra=None, extra0=None, xs=None):
-    """The reverse scan: gate gradients da_t (T, B, 4H), dh_0, dc_0 and, when asked,
-    a per-step accumulation ``step_extra(acc, x_t, da_t)`` (the token table's gradient)."""
+def _backward(w_hh, h0, residuals, dhs, one_hot=None):
+    """The reverse scan, then the weight gradient as one matmul: (da (T, B, 4H), dW_hh, dh_0,
+    dc_0, d table). With ``one_hot`` (T, B, V), the rows of the token table get their
+    gradient \sum_t one_hot_t^T da_t from the same matmul (V extra columns beside h_{t-1})."""
     hs, c_prev, acts = residuals
     w_t = w_hh.T
 
     def body(carry, inputs):
-        dh_next, dc_next, acc = carry
-        dh_out, cp, act, x = inputs
+        dh_next, dc_next = carry
+        dh_out, cp, act = inputs
         i, f, g, o = jnp.split(act, 4, axis=-1)
         tc = jnp.tanh(f * cp + i * g)
         dh = dh_out + dh_next
         dc = dc_next + dh * o * (1.0 - tc * tc)
         da = jnp.concatenate([dc * g * i * (1.0 - i), dc * cp * f * (1.0 - f), dc * i * (1.0 - g * g),
                               dh * tc * o * (1.0 - o)], axis=-1)
-        if step_extra is not None:
-            acc = step_extra(acc, x, da)
-        return (da @ w_t, dc * f, acc), da
+        return (da @ w_t, dc * f), da
 
     zeros = jnp.zeros_like(h0)
-    (dh0, dc0, acc), das = jax.lax.scan(body, (zeros, zeros, extra0), (dhs, c_prev, acts, xs), reverse=True)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]])
-    t, b, h = h_prev.shape
-    dw_hh = h_prev.reshape(t * b, h).T @ das.reshape(t * b, -1)
-    return das, dw_hh, dh0, dc0, acc
+    (dh0, dc0), das = jax.lax.scan(body, (zeros, zeros), (dhs, c_prev, acts), reverse=True)
+    lhs = jnp.concatenate([h0[None], hs[:-1]])
+    h = lhs.shape[-1]
+    if one_hot is not None:
+        lhs = jnp.concatenate([lhs, one_hot], axis=-1)
+    t, b, k = lhs.shape
+    grads = lhs.reshape(t * b, k).T @ das.reshape(t * b, -1)  # one GEMM over all T*B rows
+    return das, grads[:h], dh0, dc0, grads[h:]
 
 
 @jax.custom_vjp
@@ -118,11 +120,8 @@ def _tokens_fwd(table, tokens, w_hh, h0, c0):
 
 def _tokens_bwd(saved, dhs):
     table, tokens, w_hh, h0, res = saved
-
-    def table_grad(acc, tok, da):  # d table[v] += sum of da over the rows whose token is v
-        return acc + jax.nn.one_hot(tok, table.shape[0], dtype=da.dtype).T @ da
-
-    _, dw_hh, dh0, dc0, dtable = _backward(w_hh, h0, res, dhs, table_grad, jnp.zeros_like(table), tokens)
+    one_hot = jax.nn.one_hot(tokens, table.shape[0], dtype=table.dtype)  # d table[v] = sum of da where token v
+    _, dw_hh, dh0, dc0, dtable = _backward(w_hh, h0, res, dhs, one_hot)
     return dtable, None, dw_hh, dh0, dc0
 
 

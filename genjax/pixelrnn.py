@@ -75,6 +75,7 @@ def sample(model, params, key: jax.Array, n: int, length: int = 784, temperature
         given = jnp.zeros((n, length), jnp.float32)
         known = jnp.zeros((length,), bool)
     carry = model.apply({"params": params}, n, method="initial_carry")
+    mesh = mesh if mesh is not None and n % mesh.size == 0 else None  # rows split evenly, or not at all
     carry, given = shard_rows((carry, given), mesh)
 
     def body(state, inputs):

@@ -61,3 +61,28 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
     if name == "adamw":
         return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
     raise UsageError(f"unknown optimizer {name!r}: choose adam or adamw")
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelRNNConfig:
+    """The autoregressive LSTM of seed 000 on threshold-binarized MNIST."""
+
+    preset: str
+    hidden: int = 512
+    layers: int = 1
+    optimizer: str = "adamw"  # adam | adamw
+    lr: float = 3e-4
+    epochs: int = 10
+    batch_size: int = 128
+    dataset: str = "mnist"
+    pixels: str = "threshold"  # the seed's binarization, x/255 > 0.5
+    seed: int = 0
+    num_samples: int = 10000
+    temperature: float = 1.0
+    prng: str = "rbg"
+
+
+PIXELRNN_PRESETS = {
+    # Seed 000: embedding(3, 512), LSTM(512, 512), Linear(512, 1); AdamW 3e-4, batch 128, 10 epochs.
+    "seed000": PixelRNNConfig("seed000"),
+}

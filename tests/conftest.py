@@ -38,9 +38,10 @@ def cli_env(devices: int | None = None, offline: bool = False) -> dict:
     return env
 
 
-def run_cli(*args, devices: int | None = None, timeout: float = 300, offline: bool = False) -> subprocess.CompletedProcess:
-    """``python -m experiments.vae_mnist ARGS`` from the repository root."""
-    cmd = [sys.executable, "-m", "experiments.vae_mnist", *map(str, args)]
+def run_cli(*args, devices: int | None = None, timeout: float = 300, offline: bool = False,
+            module: str = "experiments.vae_mnist") -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` from the repository root (by default the VAE experiment)."""
+    cmd = [sys.executable, "-m", module, *map(str, args)]
     env = cli_env(devices, offline)
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -56,6 +57,12 @@ def read_metrics(out: Path) -> dict:
 def read_history(out: Path) -> list[dict]:
     with open(Path(out) / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def flag_help(text: str, flag: str) -> str:
+    """The help of ``flag`` in ``--help`` output (whitespace collapsed)."""
+    options = " ".join(text.split()).split("options:", 1)[1]
+    return options.split(f" {flag} ", 1)[1].split(" --")[0]
 
 
 def numbers_only(row: dict) -> dict:
@@ -80,3 +87,11 @@ def seed002_one_epoch(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seed002_e1")
     check_ok(run_cli("--preset", "seed002", "--epochs", "1", "--out", out, *FAST))
     return out
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """(train, test) MNIST from the default data dir (decoded once per machine, then cached)."""
+    from genjax import data
+
+    return data.load_dataset("mnist")

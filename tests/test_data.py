@@ -74,11 +74,6 @@ def test_pixel_mode_checks():
 # --- MNIST ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_dataset("mnist")
-
-
 def test_load_mnist_shapes_labels_and_pixel_mean(mnist):
     train, test = mnist
     assert train.images.shape == (60000, 28, 28, 1) and len(train) == 60000

@@ -262,13 +262,15 @@ def sweep_step(state, batch):
 def sweep_states():
     """K states from the same initial parameters (own copies: make_epoch donates its input)."""
     params = lambda: VAE_MODEL.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jax.random.key(0))["params"]
-    return [TrainState.create(params(), optax.inject_hyperparams(optax.adam)(learning_rate=lr), jax.random.key(10 + k),
+    # rbg keys, as the presets use: each vmapped model must still draw from its own key (genjax.prng).
+    return [TrainState.create(params(), optax.inject_hyperparams(optax.adam)(learning_rate=lr),
+                              jax.random.key(10 + k, impl="rbg"),
                               model_state={"beta": jnp.float32(beta)})
             for k, (lr, beta) in enumerate(zip(K_LRS, K_BETAS))]
 
 
 def test_k_models_vmapped_match_separate_runs(tmp_path):
-    mesh, run_key, epochs = data_mesh(), jax.random.key(3), 2
+    mesh, run_key, epochs = data_mesh(), jax.random.key(3, impl="rbg"), 2
     images = jax.random.randint(jax.random.key(1), (250, 8, 8, 1), 0, 256).astype(jnp.uint8)
     data = replicate({"image": images}, mesh)
 
@@ -287,7 +289,8 @@ def test_k_models_vmapped_match_separate_runs(tmp_path):
     x_test = jnp.asarray(np.asarray(images[:64]) > 127, jnp.float32)
 
     def evaluate(state):  # fit wants scalars: one entry per model
-        m = jax.vmap(lambda p: vae.evaluate(VAE_MODEL, p, x_test, jax.random.key(0), "bernoulli"))(state.params)
+        m = jax.vmap(lambda p: vae.evaluate(VAE_MODEL, p, x_test, jax.random.key(0, impl="rbg"), "bernoulli"))(
+            state.params)
         return {f"neg_elbo_{k}": m["neg_elbo"][k] for k in range(len(K_LRS))}
 
     ckpt = Checkpointer(tmp_path / "ckpt")
@@ -308,7 +311,7 @@ def test_k_models_vmapped_match_separate_runs(tmp_path):
     assert_trees_equal(restored, final)
 
     # Own shuffle per model: vmap the compiled epoch itself, over states and epoch keys.
-    keys = jax.random.split(jax.random.key(9), len(K_LRS))
+    keys = jax.random.split(jax.random.key(9, impl="rbg"), len(K_LRS))
     own_order, m = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, 0)))(
         jax.tree.map(lambda *xs: jnp.stack(xs), *sweep_states()), data, keys)
     # Each model used its own beta: loss = recon + beta_k KL, model by model (metrics: [K, num_batches]).

@@ -132,9 +132,10 @@ def test_iwae_nll_k100_is_below_the_elbo(small_vae):
     assert r["nll_iwae"] < float(ev["neg_elbo"])
 
 
-def test_iwae_nll_does_not_depend_on_the_chunk_size(small_vae):
+@pytest.mark.parametrize("impl", ["rbg", "threefry2x32"])  # rbg: the presets' keys
+def test_iwae_nll_does_not_depend_on_the_chunk_size(small_vae, impl):
     model, params, x = small_vae  # 50 images: chunks of 7 pad the last chunk
-    key = jax.random.key(11)
+    key = jax.random.key(11, impl=impl)
     results = {c: {k: float(v) for k, v in vae.iwae_nll(model, params, x, key, 20, c).items()} for c in (1, 7, 50, 1000)}
     for c, r in results.items():
         assert r["nll_iwae"] == pytest.approx(results[50]["nll_iwae"], rel=1e-5), (c, results)
@@ -148,10 +149,12 @@ def test_iwae_nll_does_not_depend_on_the_chunk_size(small_vae):
     assert vae.iwae_chunk_size(10**9, 784) == 1
 
 
-def test_evaluate_does_not_depend_on_the_chunk_size(small_vae):
+@pytest.mark.parametrize("impl", ["rbg", "threefry2x32"])
+def test_evaluate_does_not_depend_on_the_chunk_size(small_vae, impl):
     model, params, x = small_vae
-    a = vae.evaluate(model, params, x, jax.random.key(12), "bernoulli", chunk=7)
-    b = vae.evaluate(model, params, x, jax.random.key(12), "bernoulli", chunk=1000)
+    key = jax.random.key(12, impl=impl)
+    a = vae.evaluate(model, params, x, key, "bernoulli", chunk=7)
+    b = vae.evaluate(model, params, x, key, "bernoulli", chunk=1000)
     for k in ("recon", "kl", "neg_elbo"):
         assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-5)
     assert float(a["neg_elbo"]) == pytest.approx(float(a["recon"]) + float(a["kl"]), rel=1e-6)

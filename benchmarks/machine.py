@@ -1,0 +1,56 @@
+"""What every benchmark prints beside its figures: the CPU it ran on and JAX's GEMM peak there."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def cpu_model() -> str:
+    """'vendor, model name, N cores' from /proc/cpuinfo (platform.processor() elsewhere)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    vendor = fields.get("vendor_id", "")
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    return f"{vendor + ', ' if vendor else ''}{name}, {os.cpu_count()} cores"
+
+
+def describe() -> str:
+    return (f"CPU: {cpu_model()}; jax {jax.__version__} on {jax.default_backend()} "
+            f"({jax.device_count()} device(s))")
+
+
+def gemm_peak_gflops(n: int = 2048, reps: int = 20) -> float:
+    """Best-of-3 float32 GFLOP/s of a jitted n x n matmul on the default backend."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    matmul = jax.jit(lambda a: a @ a)
+    matmul(a).block_until_ready()
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            out = matmul(a)
+        out.block_until_ready()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def best_seconds(fn, *args, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn(*args)`` after one untimed (compiling) call."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return min(times)

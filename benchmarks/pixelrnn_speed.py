@@ -1,0 +1,118 @@
+"""PixelRNN speed: genjax's training step and sampler against seed 000's PyTorch code, in one run.
+
+    pip install torch==2.13.0        # the baseline's PyTorch (CPU build)
+    python -m benchmarks.pixelrnn_speed [--hidden 512] [--batch-size 128] [--repeats 3]
+
+Prints, measured now on this machine, beside the CPU model and JAX's GEMM peak:
+
+* one training step (forward, backward, AdamW) on a batch of real binarized
+  digits: the notebook's PyTorch code, genjax's jitted step, and genjax's
+  **matmul-only floor** — the same step's matmuls alone at the same shapes (the
+  784 sequential recurrent products forward, the 784 backward, the recurrent
+  weight gradient as one matmul over all steps, the head forward and backward),
+  timed as one compiled program: the limit XLA's kernels set on this machine;
+* the notebook's ``sample()`` loop against genjax's ``lax.scan`` sampler, for 16
+  and 64 images.
+
+GFLOP/s count the matmul work of the table form (the first layer's input
+projection is a lookup): 3 x 784 x 2 x B x H x 4H per step. Times are the
+fastest of ``--repeats`` after one untimed call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.machine import best_seconds, describe, gemm_peak_gflops
+from genjax import data, pixelrnn
+from genjax.models.pixel_rnn import PixelRNN
+from genjax.presets import make_optimizer
+from genjax.train import TrainState, data_mesh, fast_compiler_options, make_train_step
+
+T = 784
+TARGETS = {"step_over_floor": 1.3, "step_speedup": 2.0, "sample_16": 4.0, "sample_64": 2.5}
+
+
+def matmul_floor(hidden: int, batch: int):
+    """A jitted function of the step's matmuls alone, and its arguments."""
+    h4 = 4 * hidden
+    k = jax.random.split(jax.random.key(0), 4)
+    w_hh = jax.random.normal(k[0], (hidden, h4)) / hidden
+    head_w = jax.random.normal(k[1], (hidden, 1))
+    das = jax.random.normal(k[2], (T, batch, h4))
+    hs = jax.random.normal(k[3], (T, batch, hidden))
+
+    def floor(w_hh, head_w, das, hs):
+        # Forward: h_{t-1} W_hh, 784 times in sequence (the carry feeds the next product).
+        a, _ = jax.lax.scan(lambda a, _: (a[:, :hidden] @ w_hh, None), jnp.ones((batch, h4)), None, length=T)
+        logits = hs.reshape(T * batch, hidden) @ head_w
+        # Backward: da_t W_hh^T in sequence, then dW_hh and the head's gradients as single matmuls.
+        w_t = w_hh.T
+        dh, _ = jax.lax.scan(lambda d, da: (da @ w_t, None), jnp.zeros((batch, hidden)), das)
+        dw_hh = hs.reshape(T * batch, hidden).T @ das.reshape(T * batch, h4)
+        dw_head = hs.reshape(T * batch, hidden).T @ logits
+        dhs = logits @ head_w.T
+        return a, dh, dw_hh, dw_head, dhs
+
+    return jax.jit(floor, compiler_options=fast_compiler_options(data_mesh())), (w_hh, head_w, das, hs)
+
+
+def genjax_step(hidden: int, x: jax.Array):
+    model = PixelRNN(hidden)
+    params = model.init(jax.random.key(0), pixelrnn.flat_binary(x[:1]))["params"]
+    tx = make_optimizer("adamw", 3e-4)
+    state = TrainState.create(params, tx, jax.random.key(1, impl="rbg"))
+    step = jax.jit(make_train_step(pixelrnn.make_loss(model), tx), compiler_options=fast_compiler_options(data_mesh()))
+    batch = {"image": x, "mask": jnp.ones((x.shape[0],), jnp.float32)}
+    return model, params, step, (state, batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    try:
+        from benchmarks import torch_pixelrnn
+    except ImportError:
+        sys.exit("error: the baseline needs PyTorch: pip install torch==2.13.0 (a CPU build)")
+
+    h, b = args.hidden, args.batch_size
+    images = data.load_split("mnist", "train", args.data_dir).images[:b]
+    binary = (images.astype(np.float32) / 255 > 0.5).astype(np.int64)
+    peak = gemm_peak_gflops()
+    print(f"{describe()}; float32 GEMM peak (2048^3): {peak:.0f} GFLOP/s")
+    flops = 3 * T * 2 * b * h * 4 * h
+
+    model, params, step, step_args = genjax_step(h, jnp.asarray(images))
+    ours = best_seconds(step, *step_args, repeats=args.repeats)
+    floor_fn, floor_args = matmul_floor(h, b)
+    floor = best_seconds(floor_fn, *floor_args, repeats=args.repeats)
+    theirs = torch_pixelrnn.step_seconds(binary, h, b, steps=args.repeats)
+
+    rows = [("training step", theirs["seconds"], ours, TARGETS["step_speedup"], flops / ours / 1e9)]
+    for n in (16, 64):
+        key = jax.random.key(2, impl="rbg")
+        ours_n = best_seconds(lambda k: pixelrnn.sample(model, params, k, n, T), key, repeats=args.repeats)
+        theirs_n = torch_pixelrnn.sample_seconds(n, h, repeats=max(1, args.repeats - 1))
+        rows.append((f"sample {n} images", theirs_n, ours_n, TARGETS[f"sample_{n}"], T * 2 * n * h * 4 * h / ours_n / 1e9))
+
+    print(f"PixelRNN hidden {h}, batch {b}; torch {theirs['torch_version']} with {theirs['threads']} threads")
+    print(f"{'':18} {'pytorch s':>10} {'genjax s':>10} {'speed-up':>9} {'target':>7} {'GFLOP/s':>8} {'% peak':>7}")
+    for name, t_torch, t_ours, target, gflops in rows:
+        print(f"{name:18} {t_torch:10.3f} {t_ours:10.3f} {t_torch / t_ours:8.2f}x {target:6.1f}x {gflops:8.0f} "
+              f"{100 * gflops / peak:6.0f}%")
+    print(f"{'matmul-only floor':18} {'':10} {floor:10.3f} {'':9} {'':7} {flops / floor / 1e9:8.0f} "
+          f"{100 * flops / floor / 1e9 / peak:6.0f}%")
+    print(f"training step / matmul-only floor: {ours / floor:.2f}x (target <= {TARGETS['step_over_floor']}x)")
+
+
+if __name__ == "__main__":
+    main()
