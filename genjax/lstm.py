@@ -8,19 +8,20 @@ PyTorch's ``nn.LSTM`` cell, gates in PyTorch's order (i, f, g, o)::
 
 Only ``h_{t-1} W_hh`` must run step by step; the input part ``x_t W_ih + b`` is
 known for all t beforehand (teacher forcing). For a small vocabulary it is a
-table lookup (:func:`sequence_from_tokens`: a token's row of ``E W_ih + b``),
-otherwise one large matmul outside the loop (:func:`sequence`).
+table lookup (a token's row of ``E W_ih + b``), otherwise one large matmul
+outside the loop; :func:`layer` takes either.
 
-Both sequence functions have a hand-written backward pass (``jax.custom_vjp``):
-the reverse scan carries only (dh, dc) and emits each step's gate gradient
-``da_t``, and the recurrent weight gradient is then **one** matmul over all steps,
+:func:`layer` has a hand-written backward pass (``jax.custom_vjp``): the reverse
+scan carries only (dh, dc) and emits each step's gate gradient ``da_t``, and the
+recurrent weight gradient is then **one** matmul over all steps,
 
     dW_hh = \sum_t h_{t-1}^T da_t,
 
 where autodiff of a scan would add a (H, 4H) partial sum into the carry at every
 step (a full pass over the weight matrix per step). Residuals kept from the
-forward pass: the activated gates, c_{t-1} and h_t; c_t and tanh(c_t) are
-recomputed.
+forward pass: the activated gates, c_{t-1} and h_{t-1}; c_t, tanh(c_t) and h_t
+are recomputed. A linear head can ride along inside the loop, so that a model
+whose only use of h_t is one logit per step never stores the hidden states.
 """
 
 from __future__ import annotations
@@ -43,86 +44,89 @@ def cell(pre: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]
     return o * jnp.tanh(c), c, act
 
 
-def _forward(input_gates, w_hh, h0, c0, xs):
-    """Scan the cell; ``input_gates(x_t)`` gives step t's input pre-activations.
-    Returns h_1..h_T (T, B, H) and the residuals for the backward pass."""
+def _input_gates(inputs: dict):
+    """Step t's input pre-activations from ``{"gates": (T, B, 4H)}`` or ``{"table", "tokens"}``."""
+    if "gates" in inputs:
+        return inputs["gates"], lambda g: g
+    return inputs["tokens"], lambda tok: inputs["table"][tok]
+
+
+def _forward(inputs, w_hh, head_w, h0, c0):
+    """Scan the cell. Emits h_t, or h_t W_head when there is a head, and the residuals
+    (h_{t-1}, c_{t-1}, activated gates) for the backward pass."""
+    xs, input_gates = _input_gates(inputs)
 
     def body(carry, x):
         h, c = carry
         h_new, c_new, act = cell(input_gates(x) + h @ w_hh, c)
-        return (h_new, c_new), (h_new, c, act)
+        return (h_new, c_new), (h_new if head_w is None else h_new @ head_w, (h, c, act))
 
-    _, (hs, c_prev, acts) = jax.lax.scan(body, (h0, c0), xs)
-    return hs, (hs, c_prev, acts)
+    _, (outs, residuals) = jax.lax.scan(body, (h0, c0), xs)
+    return outs, residuals
 
 
-def _backward(w_hh, h0, residuals, dhs, one_hot=None):
-    """The reverse scan, then the weight gradient as one matmul: (da (T, B, 4H), dW_hh, dh_0,
-    dc_0, d table). With ``one_hot`` (T, B, V), the rows of the token table get their
-    gradient \sum_t one_hot_t^T da_t from the same matmul (V extra columns beside h_{t-1})."""
-    hs, c_prev, acts = residuals
+def _backward(inputs, w_hh, head_w, residuals, d_outs):
+    """The reverse scan, then every weight gradient as one matmul over all T*B rows."""
+    h_prev, c_prev, acts = residuals
     w_t = w_hh.T
 
-    def body(carry, inputs):
-        dh_next, dc_next = carry
-        dh_out, cp, act = inputs
+    def body(carry, step):
+        dh_next, dc_next, d_head = carry
+        d_out, cp, act = step
         i, f, g, o = jnp.split(act, 4, axis=-1)
         tc = jnp.tanh(f * cp + i * g)
-        dh = dh_out + dh_next
+        if head_w is None:
+            dh = d_out + dh_next
+        else:  # the head's input h_t = o tanh(c_t) is recomputed, not stored
+            dh = d_out @ head_w.T + dh_next
+            d_head = d_head + (o * tc).T @ d_out
         dc = dc_next + dh * o * (1.0 - tc * tc)
         da = jnp.concatenate([dc * g * i * (1.0 - i), dc * cp * f * (1.0 - f), dc * i * (1.0 - g * g),
                               dh * tc * o * (1.0 - o)], axis=-1)
-        return (da @ w_t, dc * f), da
+        return (da @ w_t, dc * f, d_head), da
 
-    zeros = jnp.zeros_like(h0)
-    (dh0, dc0), das = jax.lax.scan(body, (zeros, zeros), (dhs, c_prev, acts), reverse=True)
-    lhs = jnp.concatenate([h0[None], hs[:-1]])
-    h = lhs.shape[-1]
-    if one_hot is not None:
-        lhs = jnp.concatenate([lhs, one_hot], axis=-1)
-    t, b, k = lhs.shape
-    grads = lhs.reshape(t * b, k).T @ das.reshape(t * b, -1)  # one GEMM over all T*B rows
-    return das, grads[:h], dh0, dc0, grads[h:]
-
-
-@jax.custom_vjp
-def sequence(gates_x: jax.Array, w_hh: jax.Array, h0: jax.Array, c0: jax.Array) -> jax.Array:
-    """h_1..h_T (T, B, H) for input pre-activations ``gates_x`` (T, B, 4H) = x_t W_ih + b."""
-    return _forward(lambda g: g, w_hh, h0, c0, gates_x)[0]
-
-
-def _sequence_fwd(gates_x, w_hh, h0, c0):
-    hs, res = _forward(lambda g: g, w_hh, h0, c0, gates_x)
-    return hs, (w_hh, h0, res)
-
-
-def _sequence_bwd(saved, dhs):
-    w_hh, h0, res = saved
-    das, dw_hh, dh0, dc0, _ = _backward(w_hh, h0, res, dhs)
-    return das, dw_hh, dh0, dc0
-
-
-sequence.defvjp(_sequence_fwd, _sequence_bwd)
+    zeros = jnp.zeros_like(h_prev[0])
+    d_head = None if head_w is None else jnp.zeros_like(head_w)
+    (dh0, dc0, d_head), das = jax.lax.scan(body, (zeros, zeros, d_head), (d_outs, c_prev, acts), reverse=True)
+    rows = das.reshape(-1, das.shape[-1])
+    dw_hh = h_prev.reshape(-1, h_prev.shape[-1]).T @ rows  # \sum_t h_{t-1}^T da_t
+    if "gates" in inputs:
+        d_inputs = {"gates": das}
+    else:  # d table[v] = \sum of da_t over the rows whose token is v
+        one_hot = jax.nn.one_hot(inputs["tokens"].reshape(-1), inputs["table"].shape[0], dtype=rows.dtype)
+        d_inputs = {"table": one_hot.T @ rows, "tokens": None}
+    return d_inputs, dw_hh, d_head, dh0, dc0
 
 
 @jax.custom_vjp
-def sequence_from_tokens(table: jax.Array, tokens: jax.Array, w_hh: jax.Array, h0: jax.Array,
-                         c0: jax.Array) -> jax.Array:
-    """h_1..h_T (T, B, H) when step t's input pre-activations are ``table[tokens[t]]``
-    (``table`` (V, 4H) = E W_ih + b for an embedding E; ``tokens`` (T, B) integers)."""
-    return _forward(lambda tok: table[tok], w_hh, h0, c0, tokens)[0]
+def _layer(inputs, w_hh, head_w, h0, c0):
+    return _forward(inputs, w_hh, head_w, h0, c0)[0]
 
 
-def _tokens_fwd(table, tokens, w_hh, h0, c0):
-    hs, res = _forward(lambda tok: table[tok], w_hh, h0, c0, tokens)
-    return hs, (table, tokens, w_hh, h0, res)
+def _layer_fwd(inputs, w_hh, head_w, h0, c0):
+    outs, residuals = _forward(inputs, w_hh, head_w, h0, c0)
+    return outs, (inputs, w_hh, head_w, residuals)
 
 
-def _tokens_bwd(saved, dhs):
-    table, tokens, w_hh, h0, res = saved
-    one_hot = jax.nn.one_hot(tokens, table.shape[0], dtype=table.dtype)  # d table[v] = sum of da where token v
-    _, dw_hh, dh0, dc0, dtable = _backward(w_hh, h0, res, dhs, one_hot)
-    return dtable, None, dw_hh, dh0, dc0
+def _layer_bwd(saved, d_outs):
+    inputs, w_hh, head_w, residuals = saved
+    return _backward(inputs, w_hh, head_w, residuals, d_outs)
 
 
-sequence_from_tokens.defvjp(_tokens_fwd, _tokens_bwd)
+_layer.defvjp(_layer_fwd, _layer_bwd)
+
+
+def layer(w_hh: jax.Array, h0: jax.Array, c0: jax.Array, gates_x: jax.Array | None = None,
+          table: jax.Array | None = None, tokens: jax.Array | None = None,
+          head_w: jax.Array | None = None) -> jax.Array:
+    """One LSTM layer over a whole sequence, time-major, with the hand-written backward pass.
+
+    Step t's input pre-activations are ``gates_x[t]`` (T, B, 4H) = x_t W_ih + b, or
+    ``table[tokens[t]]`` for a small vocabulary (``table`` (V, 4H) = E W_ih + b for an
+    embedding E; ``tokens`` (T, B) integers). Returns h_1..h_T (T, B, H), or with a
+    linear head ``head_w`` (H, K) the head's outputs h_t W_head (T, B, K) only: the
+    hidden states are then never stored, and the head's gradient is accumulated in
+    the reverse scan.
+    """
+    inputs = {"gates": gates_x} if gates_x is not None else {"table": table, "tokens": tokens}
+    return _layer(inputs, w_hh, head_w, h0, c0)

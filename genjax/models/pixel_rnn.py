@@ -10,7 +10,8 @@ The same parameters serve both passes:
 * :meth:`PixelRNN.__call__` — teacher forcing over whole sequences (training,
   exact likelihood). The first layer's input projection is a lookup in the
   3-row table ``E W_ih + b`` (three tokens), so the only per-step matmul is the
-  recurrent one; see :mod:`genjax.lstm`.
+  recurrent one, and the head is applied inside the top layer's loop; see
+  :mod:`genjax.lstm`.
 * :meth:`PixelRNN.step` — one time step for B sequences, for the sampler's
   ``lax.scan`` (:mod:`genjax.pixelrnn`).
 """
@@ -66,11 +67,13 @@ class PixelRNN(nn.Module):
         b = pixels.shape[0]
         tokens = jnp.concatenate([jnp.full((b, 1), START, jnp.int32), pixels[:, :-1].astype(jnp.int32)], axis=1)
         zeros = jnp.zeros((b, self.hidden), jnp.float32)
-        hs = lstm.sequence_from_tokens(self.input_table(), tokens.T, self.w_hh[0], zeros, zeros)  # (T, B, H)
-        for l in range(1, self.layers):
-            gates_x = hs @ self.w_ih[l] + (self.b_ih[l] + self.b_hh[l])
-            hs = lstm.sequence(gates_x, self.w_hh[l], zeros, zeros)
-        return self._logits(hs).T
+        top = self.layers - 1  # the head rides in the top layer's loop (its h_t are never stored)
+        out = lstm.layer(self.w_hh[0], zeros, zeros, table=self.input_table(), tokens=tokens.T,
+                         head_w=self.head_w if top == 0 else None)
+        for l in range(1, self.layers):  # out: the layer below's h_1..h_T (T, B, H)
+            gates_x = out @ self.w_ih[l] + (self.b_ih[l] + self.b_hh[l])
+            out = lstm.layer(self.w_hh[l], zeros, zeros, gates_x=gates_x, head_w=self.head_w if l == top else None)
+        return out[..., 0].T + self.head_b[0]  # (B, T)
 
     def step(self, carry, token: jax.Array, table: jax.Array):
         """One time step: (carry, previous tokens (B,), :meth:`input_table`) -> (carry, logits (B,))
