@@ -23,7 +23,7 @@ import numpy as np
 from genjax import cli, data, plots, run, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, VAEConfig, make_optimizer
-from genjax.train import (TrainState, data_mesh, fast_compiler_options, make_epoch, make_train_step, num_batches,
+from genjax.train import (TrainState, fast_compiler_options, make_epoch, make_train_step, num_batches,
                           replicate)
 
 DEFAULT_OUT = Path("runs/vae_mnist")

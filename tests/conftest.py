@@ -46,6 +46,14 @@ def run_cli(*args, devices: int | None = None, timeout: float = 300, offline: bo
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def script_json_on_devices(script: str, devices: int, timeout: float = 600) -> dict:
+    """Run ``python -c script`` with ``devices`` fake CPU devices; its last stdout line, parsed as JSON."""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=cli_env(devices),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def check_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
 

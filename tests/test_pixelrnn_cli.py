@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, check_ok, cli_env, flag_help, numbers_only, read_history, read_metrics, run_cli
+from conftest import (check_ok, flag_help, numbers_only, read_history, read_metrics, run_cli,
+                      script_json_on_devices)
 
 MODULE = "experiments.pixelrnn_mnist"
 # A small, fast model: 59 steps of 1024 images per epoch.
@@ -85,13 +82,7 @@ print(json.dumps({"devices": mesh.size, "train_nll": np.asarray(m["nll"]).tolist
 
 @pytest.mark.slow
 def test_eight_devices_match_one():
-    results = {}
-    for devices in (1, 8):
-        proc = subprocess.run([sys.executable, "-c", DEVICES_SCRIPT], cwd=REPO_ROOT, env=cli_env(devices),
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
-    one, eight = results[1], results[8]
+    one, eight = (script_json_on_devices(DEVICES_SCRIPT, devices) for devices in (1, 8))
     assert (one["devices"], eight["devices"]) == (1, 8)
     # Same batches and keys; only the order of float reductions differs (8 steps, the last one padded).
     np.testing.assert_allclose(eight["train_nll"], one["train_nll"], rtol=1e-4)

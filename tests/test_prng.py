@@ -7,16 +7,12 @@ whole vmapped batch from the first key; these tests would fail with plain
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, cli_env
+from conftest import script_json_on_devices
 from genjax import prng
 
 IMPLS = ["rbg", "threefry2x32"]
@@ -81,12 +77,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_evaluation_does_not_depend_on_the_device_count():
-    results = {}
-    for devices in (1, 8):
-        proc = subprocess.run([sys.executable, "-c", EVAL_SCRIPT], cwd=REPO_ROOT, env=cli_env(devices),
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = {devices: script_json_on_devices(EVAL_SCRIPT, devices) for devices in (1, 8)}
     assert results[8]["devices"] == 8
     reference = results[1]["none"]
     for got in (results[1]["mesh"], results[8]["mesh"], results[8]["none"]):
