@@ -84,7 +84,7 @@ def experiment(args) -> dict:
 
     def evaluate(state):
         nll = -jnp.mean(pixelrnn.log_likelihood(model, state.params, x_test, mesh=mesh))
-        return {"loss": nll, "nll": nll, "bits_per_dim": nll / (num_pixels * np.log(2.0))}
+        return {"loss": nll, "nll": nll, "bits_per_dim": pixelrnn.bits_per_dim(nll, num_pixels)}
 
     state, history = r.fit(state, epoch_fn, train_data, run_key, evaluate, steps_per_epoch)
     final = run.last_test_metrics(history, evaluate, state)
