@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import cli, data, plots, run, vae
+from genjax import cli, data, latent, plots, run, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, VAEConfig, make_optimizer
 from genjax.train import (TrainState, fast_compiler_options, make_epoch, make_train_step, num_batches,
@@ -67,7 +67,7 @@ def draw_pictures(out: Path, model, params, config: VAEConfig, test: data.ImageS
     plots.save_reconstructions(out / "reconstructions.png", np.asarray(originals)[..., 0], recon,
                                "test digits (top) and reconstructions (bottom)")
     z = vae.encode_means(model, params, x_test[:20])
-    rows = [vae.decode_means(model, params, vae.interpolate(z[2 * i], z[2 * i + 1], 10, config.interpolation))
+    rows = [vae.decode_means(model, params, latent.interpolate(z[2 * i], z[2 * i + 1], 10, config.interpolation))
             for i in range(5)]
     plots.save_grid(out / "interpolation.png", np.concatenate([np.asarray(r) for r in rows]).reshape(-1, *shape),
                     5, 10, f"{config.interpolation} interpolation between encoded test digits")

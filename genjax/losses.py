@@ -99,3 +99,25 @@ def importance_weighted_bound(log_weights: jax.Array) -> jax.Array:
     """
     k = log_weights.shape[0]
     return jax.nn.logsumexp(log_weights, axis=0) - math.log(k)
+
+
+# GAN losses: per example, from D's logit l = logit D(x), where D(x) = \sigma(l) = p(real | x).
+# BCE(\sigma(l), 1) = -\log\sigma(l) = softplus(-l);  BCE(\sigma(l), 0) = -\log(1 - \sigma(l)) = softplus(l).
+
+
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    r"""BCE(D(x), 1) + BCE(D(G(z)), 0) = softplus(-l_x) + softplus(l_{G(z)}): D's loss for one
+    real and one generated example (the seed's ``criterion(y_real, 1) + criterion(y_fake, 0)``)."""
+    return softplus(-real_logits) + softplus(fake_logits)
+
+
+def generator_loss_non_saturating(fake_logits: jax.Array) -> jax.Array:
+    r"""BCE(D(G(z)), 1) = -\log D(G(z)) = softplus(-l): the seed's non-saturating generator loss,
+    whose gradient stays large when D confidently rejects G(z)."""
+    return softplus(-fake_logits)
+
+
+def generator_loss_saturating(fake_logits: jax.Array) -> jax.Array:
+    r"""\log(1 - D(G(z))) = -softplus(l): the minimax game's generator loss, G minimizing it; its
+    gradient vanishes as D(G(z)) -> 0 (early in training, when D wins easily)."""
+    return -softplus(fake_logits)

@@ -54,12 +54,13 @@ def get_preset(name: str) -> VAEConfig:
     return PRESETS[name]
 
 
-def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
-    """PyTorch's defaults: Adam(betas=(0.9, 0.999), eps=1e-8); AdamW adds weight_decay=0.01."""
+def make_optimizer(name: str, lr: float, b1: float = 0.9) -> optax.GradientTransformation:
+    """PyTorch's defaults: Adam(betas=(b1, 0.999), eps=1e-8), b1 = 0.9 unless given (DCGAN: 0.5);
+    AdamW adds weight_decay=0.01."""
     if name == "adam":
-        return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+        return optax.adam(lr, b1=b1, b2=0.999, eps=1e-8)
     if name == "adamw":
-        return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+        return optax.adamw(lr, b1=b1, b2=0.999, eps=1e-8, weight_decay=0.01)
     raise UsageError(f"unknown optimizer {name!r}: choose adam or adamw")
 
 
@@ -85,4 +86,36 @@ class PixelRNNConfig:
 PIXELRNN_PRESETS = {
     # Seed 000: embedding(3, 512), LSTM(512, 512), Linear(512, 1); AdamW 3e-4, batch 128, 10 epochs.
     "seed000": PixelRNNConfig("seed000"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """A GAN on MNIST pixels in [0, 1] (x/255, as seed 000's ``ToTensor``)."""
+
+    preset: str
+    model: str  # mlp | dcgan
+    latent_dim: int
+    width: int  # MLP: hidden units; DCGAN: channels of G's last and D's first convolution
+    optimizer: str  # adam | adamw, the same for G and D
+    lr: float
+    b1: float
+    epochs: int = 10
+    batch_size: int = 128
+    g_loss: str = "non_saturating"  # non_saturating | saturating
+    # The seed's loop never clears D's gradients after G's backward pass, so d/dD of G's loss
+    # adds into D's next update; True reproduces that, False (default) is the intended algorithm.
+    d_grad_leak: bool = False
+    dataset: str = "mnist"
+    pixels: str = "float"
+    seed: int = 0
+    num_samples: int = 10000
+    prng: str = "rbg"
+
+
+GAN_PRESETS = {
+    # Seed 000: G 20-400(GELU)-784(sigmoid), D 784-400(GELU)-1; AdamW 1e-3 for both, batch 128, 10 epochs.
+    "seed000": GANConfig("seed000", "mlp", 20, 400, "adamw", 1e-3, 0.9),
+    # DCGAN (Radford et al.): z 100, BatchNorm in G, Adam(2e-4, beta1 0.5).
+    "dcgan": GANConfig("dcgan", "dcgan", 100, 64, "adam", 2e-4, 0.5),
 }

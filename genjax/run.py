@@ -54,11 +54,13 @@ from genjax.train import data_mesh, is_main_process, sync_processes
 MARKER = ".genjax-run"  # marks a directory as a genjax run directory (safe to empty for a fresh run)
 
 
-def parser(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str) -> cli.Parser:
+def parser(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str,
+           aliases: tuple[str, ...] = ()) -> cli.Parser:
     """An argument parser with the flags every experiment shares; ``doc`` (the
-    script's docstring) is its description, shown whole by ``--help``."""
+    script's docstring) is its description, shown whole by ``--help``. ``aliases``
+    are other names of ``--preset`` (e.g. ``--model``)."""
     p = cli.Parser(prog=prog, description=doc.strip())
-    p.add_argument("--preset", default=default_preset,
+    p.add_argument("--preset", *aliases, dest="preset", default=default_preset,
                    help=f"settings of one seed notebook: {', '.join(presets)} (default {default_preset}); "
                         "the flags below override single settings")
     preset_flag(p, "--epochs", presets, type=cli.non_negative_int("--epochs"), help="epochs in total")

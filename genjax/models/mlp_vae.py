@@ -7,7 +7,6 @@ Likelihoods and losses live in :mod:`genjax.losses`, not here.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -15,28 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.losses import reparameterize
-
-ACTIVATIONS = {
-    "relu": nn.relu,
-    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),  # seed 002: nn.LeakyReLU(0.2)
-    "gelu": lambda x: nn.gelu(x, approximate=False),  # seed 000: nn.GELU() (erf form)
-    "tanh": jnp.tanh,
-}
-
-
-def torch_linear_init(fan_in_axis: int = 0):
-    """PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for kernels."""
-    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=fan_in_axis)
-
-
-def _bias_init(fan_in: int):
-    bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def dense(features: int, fan_in: int, name: str) -> nn.Dense:
-    """nn.Dense initialized as PyTorch's nn.Linear (weights and biases U(+-1/sqrt(fan_in)))."""
-    return nn.Dense(features, kernel_init=torch_linear_init(), bias_init=_bias_init(fan_in), name=name)
+from genjax.models.layers import ACTIVATIONS, dense
 
 
 class MLPEncoder(nn.Module):

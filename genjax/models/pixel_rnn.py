@@ -18,20 +18,15 @@ The same parameters serve both passes:
 
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from genjax import lstm
+from genjax.models.layers import torch_uniform
 
 START = 2  # the start token; pixels are 0 and 1
 VOCAB = 3
-
-
-def _uniform(bound: float):
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 class PixelRNN(nn.Module):
@@ -40,7 +35,7 @@ class PixelRNN(nn.Module):
 
     def setup(self):
         h = self.hidden
-        init = _uniform(1.0 / math.sqrt(h))
+        init = torch_uniform(h)
         self.embed = self.param("embed", nn.initializers.normal(1.0), (VOCAB, h))
         # Per layer, as PyTorch's nn.LSTM: W_ih (in, 4H), W_hh (H, 4H), b_ih and b_hh (4H,), gates i, f, g, o.
         self.w_ih = [self.param(f"w_ih_{l}", init, (h, 4 * h)) for l in range(self.layers)]

@@ -1,0 +1,115 @@
+"""GANs on MNIST: seed 000's MLP GAN and a DCGAN, trained and scored by the library's evaluator.
+
+    python -m experiments.gan_mnist                          # seed 000's MLP GAN, 10 epochs, runs/gan_mnist
+    python -m experiments.gan_mnist --model dcgan --out runs/dcgan
+    python -m experiments.gan_mnist --d-grad-leak --out runs/gan_as_written   # the seed's loop as written
+
+Needs the evaluator's digit classifier (`python -m experiments.mnist_classifier`,
+once). One jitted step alternates a D update and a G update (non-saturating G
+loss by default; --g-loss saturating for the minimax one). Pixels are x/255 in
+[0, 1], as the seed's ToTensor. Writes into --out: metrics.json (last; the
+sample scores at its top level under the keys of `score_samples --json`, and
+per-epoch D and G losses, D(x) and D(G(z)) means), history.csv, samples.npy
+(N x 28 x 28 in [0, 1]), samples.png (8x8), interpolation.png, losses.png,
+d_outputs.png and checkpoints/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import classifier, cli, data, evaluator, gan, latent, plots, prng, run
+from genjax.models.dcgan import DCDiscriminator, DCGenerator
+from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from genjax.presets import GAN_PRESETS as PRESETS, make_optimizer
+from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
+
+DEFAULT_OUT = Path("runs/gan_mnist")
+RESUMABLE_CHANGES = ("epochs", "num_samples")
+MODELS = {"mlp": (MLPGenerator, MLPDiscriminator), "dcgan": (DCGenerator, DCDiscriminator)}
+
+parser = run.parser(__doc__, "python -m experiments.gan_mnist", DEFAULT_OUT, PRESETS, "seed000", aliases=("--model",))
+run.preset_flag(parser, "--latent-dim", PRESETS, type=cli.positive_int("--latent-dim"), help="noise dimensions")
+run.preset_flag(parser, "--width", PRESETS, type=cli.positive_int("--width"),
+                help="MLP: hidden units; DCGAN: channels of G's last and D's first convolution")
+run.preset_flag(parser, "--g-loss", PRESETS, choices=tuple(gan.GENERATOR_LOSSES),
+                help="generator loss: non_saturating (-log D(G(z)), the seed's) or saturating (log(1 - D(G(z))))")
+parser.add_argument("--d-grad-leak", action="store_true", default=None,
+                    help="reproduce the seed's loop as written: D's gradients from G's backward pass are never "
+                         "cleared and add into D's next update (default: cleared, the intended algorithm)")
+run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-samples"),
+                help="samples saved in samples.npy and scored")
+parser.add_argument("--classifier-dir", type=Path,
+                    help=f"the evaluator's classifier (default {classifier.default_dir()})")
+
+
+def build(config):
+    """(G, D) modules of ``config.model``."""
+    gen_cls, disc_cls = MODELS[config.model]
+    return gen_cls(config.width), disc_cls(config.width)
+
+
+def draw_pictures(out: Path, gen, variables, config, key) -> None:
+    """samples.png (8x8) and interpolation.png (8 rows of 10 steps between two noise draws)."""
+    k_grid, k_ends = jax.random.split(key)
+    grid = np.asarray(gan.sample(gen, variables, k_grid, 64, config.latent_dim))
+    plots.save_grid(out / "samples.png", grid[..., 0], 8, 8, f"{config.preset}: samples G(z)")
+    ends = prng.normal(k_ends, (8, 2, config.latent_dim))
+    z = jnp.concatenate([latent.interpolate(a, b, 10) for a, b in ends])
+    rows = np.asarray(gan.generate(gen, variables, z))
+    plots.save_grid(out / "interpolation.png", rows[..., 0], 8, 10, "linear interpolation between noise draws")
+
+
+def experiment(args) -> dict:
+    config = run.config_from_args(args, PRESETS)
+    clf_params, _ = classifier.load(args.classifier_dir)  # before anything is written: it scores the samples
+    r = run.Run(args, config, resumable=RESUMABLE_CHANGES)
+    train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
+    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
+    x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
+
+    gen, disc = build(config)
+    run_key = jax.random.key(config.seed, impl=config.prng)
+    init_key, eval_key, draw_key = jax.random.split(run_key, 3)
+    tx_g = make_optimizer(config.optimizer, config.lr, config.b1)
+    tx_d = make_optimizer(config.optimizer, config.lr, config.b1)
+    state = replicate(gan.init_state(gen, disc, tx_g, tx_d, init_key, config.latent_dim, train.images.shape[1:],
+                                     config.d_grad_leak), mesh)
+    step = gan.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, config.d_grad_leak)
+    epoch_fn = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
+
+    def evaluate(state):
+        return gan.evaluate(gen, disc, state, x_test, eval_key, config.latent_dim)
+
+    state, history = r.fit(state, epoch_fn, train_data, run_key, evaluate, num_batches(len(train), config.batch_size))
+    final = run.last_test_metrics(history, evaluate, state)
+    variables = jax.device_get(gan.generator_variables(state))
+    samples = np.asarray(gan.sample(gen, variables, draw_key, config.num_samples, config.latent_dim))[..., 0]
+    scores = evaluator.score(samples, clf_params, evaluator.reference_set(clf_params, train.images, test.images))
+    metrics = {**scores, **r.summary(history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
+               "d_grad_leak": config.d_grad_leak, "pixels": config.pixels,
+               **{f"test_{k}": final[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}}
+
+    if r.writes_files:
+        np.save(r.out / "samples.npy", samples.astype(np.float32))
+        draw_pictures(r.out, gen, variables, config, draw_key)
+        epochs = [row["epoch"] for row in history]
+        plots.save_curves(r.out / "losses.png", epochs,
+                          {name: [row[f"{split}_{key}"] for row in history]
+                           for split in ("train", "test") for key, name in
+                           (("d_loss", f"{split} D loss"), ("g_loss", f"{split} G loss"))},
+                          "loss per image", f"{config.preset}: D and G losses")
+        plots.save_curves(r.out / "d_outputs.png", epochs,
+                          {f"{split} {name}": [row[f"{split}_{key}"] for row in history]
+                           for split in ("train", "test") for key, name in (("d_real", "D(x)"), ("d_fake", "D(G(z))"))},
+                          "mean D output", f"{config.preset}: D on real and generated images")
+    return r.finish(metrics, history)
+
+
+if __name__ == "__main__":
+    sys.exit(run.main(parser, experiment))

@@ -1,0 +1,147 @@
+r"""The GAN family: a generator G and a discriminator D trained in one alternating step.
+
+Per step, on a batch x of real images and fresh noise z ~ N(0, I):
+
+1. D's update on  L_D = E_x[BCE(D(x), 1)] + E_z[BCE(D(sg(G(z))), 0)]  (sg: stop-gradient,
+   G is not moved by D's loss; :func:`genjax.losses.discriminator_loss`);
+2. G's update against the *updated* D on  L_G = E_z[-\log D(G(z))]  (non-saturating, the
+   seed's) or  E_z[\log(1 - D(G(z)))]  (saturating minimax), with new noise.
+
+Both are averaged over the batch's real examples (``batch["mask"]``): the last,
+padded batch of an epoch counts as many generated as real images, like the
+seed's smaller last DataLoader batch. G's BatchNorm (DCGAN) uses batch statistics
+in both passes; the running statistics are updated by G's pass and used to sample.
+
+``d_grad_leak`` reproduces the seed's loop as written: it never clears D's
+gradients after G's backward pass, so \nabla_D L_G (taken at the updated D) adds
+into D's next gradient. It is carried from step to step in ``model_state``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from genjax import losses, prng
+from genjax.data import to_pixels
+from genjax.train import TrainState, map_in_chunks, masked_mean
+
+GENERATOR_LOSSES = {"non_saturating": losses.generator_loss_non_saturating,
+                    "saturating": losses.generator_loss_saturating}
+
+
+def generator_variables(state: TrainState) -> dict:
+    """G's Flax variables (parameters and, with BatchNorm, its running statistics)."""
+    return {"params": state.params["gen"], **state.model_state.get("gen", {})}
+
+
+def init_state(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation,
+               tx_d: optax.GradientTransformation, key: jax.Array, latent_dim: int,
+               image_shape: tuple[int, ...], d_grad_leak: bool = False) -> TrainState:
+    """A :class:`~genjax.train.TrainState` with params and opt_state ``{"gen", "disc"}``; G's
+    mutable collections (if any) in ``model_state["gen"]``; the run key from ``key``."""
+    k_gen, k_disc, k_state = jax.random.split(key, 3)
+    g_vars = gen.init(k_gen, jnp.zeros((1, latent_dim)))
+    d_params = disc.init(k_disc, jnp.zeros((1, *image_shape)))["params"]
+    g_params = g_vars["params"]
+    model_state = {"gen": {k: v for k, v in g_vars.items() if k != "params"}} if len(g_vars) > 1 else {}
+    if d_grad_leak:
+        model_state["d_grad_leak"] = jax.tree.map(jnp.zeros_like, d_params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params={"gen": g_params, "disc": d_params},
+                      opt_state={"gen": tx_g.init(g_params), "disc": tx_d.init(d_params)},
+                      model_state=model_state, key=jnp.copy(jax.random.key_data(k_state)),
+                      key_impl=str(jax.random.key_impl(k_state)))
+
+
+def make_gan_step(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation,
+                  tx_d: optax.GradientTransformation, latent_dim: int, g_loss: str = "non_saturating",
+                  d_grad_leak: bool = False):
+    """A pure ``step(state, batch) -> (state, metrics)`` for :func:`genjax.train.make_epoch`:
+    one D update, then one G update (module docstring). ``batch["image"]``: uint8 images.
+
+    Metrics: ``d_loss``, ``g_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z)) on D's
+    batch before its update, and ``loss`` = d_loss + g_loss (checked for NaN by ``fit``)."""
+    generator_loss = GENERATOR_LOSSES[g_loss]
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        k_d, k_g = jax.random.split(state.step_key())
+        real = to_pixels(batch["image"], "float")
+        n = real.shape[0]
+        params, opt_state, model_state = state.params, state.opt_state, state.model_state
+        g_stats = model_state.get("gen", {})
+
+        def generate(g_params, z):
+            if not g_stats:
+                return gen.apply({"params": g_params}, z, train=True), g_stats
+            return gen.apply({"params": g_params, **g_stats}, z, train=True, mask=batch.get("mask"),
+                             mutable=list(g_stats))
+
+        # 1. D's step, G's images held fixed.
+        fake = jax.lax.stop_gradient(generate(params["gen"], prng.normal(k_d, (n, latent_dim)))[0])
+
+        def d_loss_fn(d_params):
+            real_logits, fake_logits = disc.apply({"params": d_params}, real), disc.apply({"params": d_params}, fake)
+            loss = masked_mean(losses.discriminator_loss(real_logits, fake_logits), batch)
+            return loss, (masked_mean(jax.nn.sigmoid(real_logits), batch),
+                          masked_mean(jax.nn.sigmoid(fake_logits), batch))
+
+        (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params["disc"])
+        if d_grad_leak:
+            d_grads = jax.tree.map(jnp.add, d_grads, model_state["d_grad_leak"])
+        updates, d_opt = tx_d.update(d_grads, opt_state["disc"], params["disc"])
+        d_params = optax.apply_updates(params["disc"], updates)
+
+        # 2. G's step against the updated D, on new noise.
+        z = prng.normal(k_g, (n, latent_dim))
+
+        def g_loss_fn(g_params, d_params):
+            images, new_stats = generate(g_params, z)
+            return masked_mean(generator_loss(disc.apply({"params": d_params}, images)), batch), new_stats
+
+        argnums = (0, 1) if d_grad_leak else 0
+        (g_loss_value, new_stats), grads = jax.value_and_grad(g_loss_fn, argnums, has_aux=True)(
+            params["gen"], d_params)
+        g_grads = grads[0] if d_grad_leak else grads
+        updates, g_opt = tx_g.update(g_grads, opt_state["gen"], params["gen"])
+        g_params = optax.apply_updates(params["gen"], updates)
+
+        new_model_state = dict(model_state)
+        if g_stats:
+            new_model_state["gen"] = new_stats
+        if d_grad_leak:
+            new_model_state["d_grad_leak"] = grads[1]
+        new_state = state.replace(step=state.step + 1, params={"gen": g_params, "disc": d_params},
+                                  opt_state={"gen": g_opt, "disc": d_opt}, model_state=new_model_state)
+        return new_state, {"loss": d_loss + g_loss_value, "d_loss": d_loss, "g_loss": g_loss_value,
+                           "d_real": d_real, "d_fake": d_fake}
+
+    return step
+
+
+@functools.partial(jax.jit, static_argnames=("gen", "chunk"))
+def generate(gen: nn.Module, variables: dict, z: jax.Array, chunk: int = 1000) -> jax.Array:
+    """G(z) in evaluation mode (BatchNorm's running statistics), in chunks: images in [0, 1]."""
+    return map_in_chunks(lambda zc: gen.apply(variables, zc, train=False), z, chunk)
+
+
+def sample(gen: nn.Module, variables: dict, key: jax.Array, n: int, latent_dim: int) -> jax.Array:
+    """``n`` images G(z), z ~ N(0, I) drawn from ``key``."""
+    return generate(gen, variables, prng.normal(key, (n, latent_dim)))
+
+
+@functools.partial(jax.jit, static_argnames=("gen", "disc", "latent_dim"))
+def evaluate(gen: nn.Module, disc: nn.Module, state: TrainState, x_test: jax.Array, key: jax.Array,
+             latent_dim: int) -> dict[str, Any]:
+    """D and G on the test set against as many samples of G (evaluation mode) drawn from ``key``:
+    ``d_loss``, ``g_loss`` (non-saturating), ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))."""
+    fake = generate(gen, generator_variables(state), prng.normal(key, (x_test.shape[0], latent_dim)))
+    d = lambda x: map_in_chunks(lambda c: disc.apply({"params": state.params["disc"]}, c), x, 1000)  # noqa: E731
+    real_logits, fake_logits = d(x_test), d(fake)
+    d_loss = jnp.mean(losses.discriminator_loss(real_logits, fake_logits))
+    return {"loss": d_loss, "d_loss": d_loss, "g_loss": jnp.mean(losses.generator_loss_non_saturating(fake_logits)),
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}

@@ -1,0 +1,60 @@
+"""A DCGAN (Radford et al. 2016) sized for 28x28 images.
+
+G: z (100) -> Dense 7*7*128 -> BatchNorm, ReLU -> ConvTranspose 64 (4x4, stride 2, padding 1)
+-> 14x14 -> BatchNorm, ReLU -> ConvTranspose C (4x4, stride 2, padding 1) -> 28x28 -> sigmoid
+(the transposed convolutions as :class:`genjax.models.layers.UpConv`).
+D: Conv 64 (4x4, stride 2) -> 14x14, LeakyReLU 0.2 -> Conv 128 (4x4, stride 2) ->
+7x7, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)).
+
+As in the paper: BatchNorm in G (not on its output), none on D's input, weights
+N(0, 0.02), BatchNorm scales N(1, 0.02); the layer in front of a BatchNorm has no
+bias (BatchNorm's shift replaces it). BatchNorm's momentum is PyTorch's (0.1,
+i.e. 0.9 in Flax's convention); ``mask`` keeps padded rows out of its statistics.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genjax.models.layers import UpConv
+
+WEIGHT_INIT = nn.initializers.normal(0.02)
+
+
+def _scale_init(key, shape, dtype=jnp.float32):
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+class DCGenerator(nn.Module):
+    """z (B, latent) -> images (B, 28, 28, C) in [0, 1]; ``train`` uses batch statistics."""
+
+    width: int = 64
+    channels: int = 1
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+        def norm(h):
+            m = None if mask is None or not train else mask.reshape(-1, *([1] * (h.ndim - 1))) > 0
+            return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                        scale_init=_scale_init)(h, mask=m))
+
+        h = nn.Dense(7 * 7 * 2 * self.width, use_bias=False, kernel_init=WEIGHT_INIT)(z)
+        h = norm(h.reshape(z.shape[0], 7, 7, 2 * self.width))
+        h = norm(UpConv(self.width, use_bias=False, kernel_init=WEIGHT_INIT)(h))
+        h = UpConv(self.channels, kernel_init=WEIGHT_INIT)(h)
+        return nn.sigmoid(h)
+
+
+class DCDiscriminator(nn.Module):
+    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x)."""
+
+    width: int = 64
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        for features in (self.width, 2 * self.width):
+            h = nn.leaky_relu(nn.Conv(features, (4, 4), (2, 2), padding="SAME", kernel_init=WEIGHT_INIT)(h), 0.2)
+        return nn.Dense(1, kernel_init=WEIGHT_INIT)(h.reshape(h.shape[0], -1))[:, 0]
