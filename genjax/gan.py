@@ -58,67 +58,88 @@ def init_state(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformati
                       key_impl=str(jax.random.key_impl(k_state)))
 
 
-def make_gan_step(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation,
-                  tx_d: optax.GradientTransformation, latent_dim: int, g_loss: str = "non_saturating",
+def _generate_train(gen: nn.Module, g_params, g_stats: dict, z: jax.Array, mask: jax.Array | None):
+    """(G(z) in training mode, G's updated mutable collections); batch statistics over ``mask``'s rows."""
+    if not g_stats:
+        return gen.apply({"params": g_params}, z, train=True), g_stats
+    return gen.apply({"params": g_params, **g_stats}, z, train=True, mask=mask, mutable=list(g_stats))
+
+
+def make_d_update(gen: nn.Module, disc: nn.Module, tx_d: optax.GradientTransformation, latent_dim: int,
                   d_grad_leak: bool = False):
-    """A pure ``step(state, batch) -> (state, metrics)`` for :func:`genjax.train.make_epoch`:
-    one D update, then one G update (module docstring). ``batch["image"]``: uint8 images.
+    """``d_update(state, batch, key) -> (state, metrics)``: one optax update of D on L_D, with
+    G(z) (z ~ N(0, I) from ``key``) held fixed; G's parameters and statistics are not touched.
+    Metrics: ``d_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z)), before the update."""
 
-    Metrics: ``d_loss``, ``g_loss``, ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z)) on D's
-    batch before its update, and ``loss`` = d_loss + g_loss (checked for NaN by ``fit``)."""
-    generator_loss = GENERATOR_LOSSES[g_loss]
-
-    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
-        k_d, k_g = jax.random.split(state.step_key())
+    def d_update(state: TrainState, batch, key: jax.Array) -> tuple[TrainState, dict]:
         real = to_pixels(batch["image"], "float")
-        n = real.shape[0]
-        params, opt_state, model_state = state.params, state.opt_state, state.model_state
-        g_stats = model_state.get("gen", {})
-
-        def generate(g_params, z):
-            if not g_stats:
-                return gen.apply({"params": g_params}, z, train=True), g_stats
-            return gen.apply({"params": g_params, **g_stats}, z, train=True, mask=batch.get("mask"),
-                             mutable=list(g_stats))
-
-        # 1. D's step, G's images held fixed.
-        fake = jax.lax.stop_gradient(generate(params["gen"], prng.normal(k_d, (n, latent_dim)))[0])
+        z = prng.normal(key, (real.shape[0], latent_dim))
+        fake = jax.lax.stop_gradient(_generate_train(gen, state.params["gen"], state.model_state.get("gen", {}),
+                                                     z, batch.get("mask"))[0])
 
         def d_loss_fn(d_params):
             real_logits, fake_logits = disc.apply({"params": d_params}, real), disc.apply({"params": d_params}, fake)
             loss = masked_mean(losses.discriminator_loss(real_logits, fake_logits), batch)
-            return loss, (masked_mean(jax.nn.sigmoid(real_logits), batch),
-                          masked_mean(jax.nn.sigmoid(fake_logits), batch))
+            return loss, {"d_loss": loss, "d_real": masked_mean(jax.nn.sigmoid(real_logits), batch),
+                          "d_fake": masked_mean(jax.nn.sigmoid(fake_logits), batch)}
 
-        (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(params["disc"])
+        (_, metrics), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.params["disc"])
         if d_grad_leak:
-            d_grads = jax.tree.map(jnp.add, d_grads, model_state["d_grad_leak"])
-        updates, d_opt = tx_d.update(d_grads, opt_state["disc"], params["disc"])
-        d_params = optax.apply_updates(params["disc"], updates)
+            grads = jax.tree.map(jnp.add, grads, state.model_state["d_grad_leak"])
+        updates, d_opt = tx_d.update(grads, state.opt_state["disc"], state.params["disc"])
+        return state.replace(params={**state.params, "disc": optax.apply_updates(state.params["disc"], updates)},
+                             opt_state={**state.opt_state, "disc": d_opt}), metrics
 
-        # 2. G's step against the updated D, on new noise.
-        z = prng.normal(k_g, (n, latent_dim))
+    return d_update
+
+
+def make_g_update(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation, latent_dim: int,
+                  g_loss: str = "non_saturating", d_grad_leak: bool = False):
+    """``g_update(state, batch, key) -> (state, metrics)``: one optax update of G on L_G against
+    the current D (not moved), z ~ N(0, I) from ``key``, as many as ``batch`` has rows; G's
+    BatchNorm statistics are updated. With ``d_grad_leak``, \nabla_D L_G goes to
+    ``model_state["d_grad_leak"]``. Metrics: ``g_loss``."""
+    generator_loss = GENERATOR_LOSSES[g_loss]
+
+    def g_update(state: TrainState, batch, key: jax.Array) -> tuple[TrainState, dict]:
+        z = prng.normal(key, (batch["image"].shape[0], latent_dim))
 
         def g_loss_fn(g_params, d_params):
-            images, new_stats = generate(g_params, z)
-            return masked_mean(generator_loss(disc.apply({"params": d_params}, images)), batch), new_stats
+            images, stats = _generate_train(gen, g_params, state.model_state.get("gen", {}), z, batch.get("mask"))
+            return masked_mean(generator_loss(disc.apply({"params": d_params}, images)), batch), stats
 
         argnums = (0, 1) if d_grad_leak else 0
-        (g_loss_value, new_stats), grads = jax.value_and_grad(g_loss_fn, argnums, has_aux=True)(
-            params["gen"], d_params)
+        (loss, stats), grads = jax.value_and_grad(g_loss_fn, argnums, has_aux=True)(
+            state.params["gen"], state.params["disc"])
         g_grads = grads[0] if d_grad_leak else grads
-        updates, g_opt = tx_g.update(g_grads, opt_state["gen"], params["gen"])
-        g_params = optax.apply_updates(params["gen"], updates)
-
-        new_model_state = dict(model_state)
-        if g_stats:
-            new_model_state["gen"] = new_stats
+        updates, g_opt = tx_g.update(g_grads, state.opt_state["gen"], state.params["gen"])
+        model_state = dict(state.model_state)
+        if stats:
+            model_state["gen"] = stats
         if d_grad_leak:
-            new_model_state["d_grad_leak"] = grads[1]
-        new_state = state.replace(step=state.step + 1, params={"gen": g_params, "disc": d_params},
-                                  opt_state={"gen": g_opt, "disc": d_opt}, model_state=new_model_state)
-        return new_state, {"loss": d_loss + g_loss_value, "d_loss": d_loss, "g_loss": g_loss_value,
-                           "d_real": d_real, "d_fake": d_fake}
+            model_state["d_grad_leak"] = grads[1]
+        return state.replace(params={**state.params, "gen": optax.apply_updates(state.params["gen"], updates)},
+                             opt_state={**state.opt_state, "gen": g_opt}, model_state=model_state), {"g_loss": loss}
+
+    return g_update
+
+
+def make_gan_step(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation,
+                  tx_d: optax.GradientTransformation, latent_dim: int, g_loss: str = "non_saturating",
+                  d_grad_leak: bool = False):
+    """A pure ``step(state, batch) -> (state, metrics)`` for :func:`genjax.train.make_epoch`:
+    :func:`make_d_update`, then :func:`make_g_update` against the updated D, each with its
+    own key from ``state.step_key()``; ``state.step`` advances by one. Metrics: ``d_loss``,
+    ``g_loss``, ``d_real``, ``d_fake`` and ``loss`` = d_loss + g_loss (checked for NaN by ``fit``)."""
+    d_update = make_d_update(gen, disc, tx_d, latent_dim, d_grad_leak)
+    g_update = make_g_update(gen, disc, tx_g, latent_dim, g_loss, d_grad_leak)
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        k_d, k_g = jax.random.split(state.step_key())
+        state, d_metrics = d_update(state, batch, k_d)
+        state, g_metrics = g_update(state, batch, k_g)
+        metrics = {**d_metrics, **g_metrics}
+        return state.replace(step=state.step + 1), {"loss": metrics["d_loss"] + metrics["g_loss"], **metrics}
 
     return step
 
