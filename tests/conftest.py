@@ -103,3 +103,15 @@ def mnist():
     from genjax import data
 
     return data.load_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def quick_classifier(tmp_path_factory, mnist):
+    """(directory, params, test accuracy): the evaluator's DigitCNN trained for 1 epoch on 12,000
+    training images (about 97% accurate; the real one is `python -m experiments.mnist_classifier`)."""
+    from genjax import classifier, data
+
+    train, test = mnist
+    config = classifier.ClassifierConfig(epochs=1, batch_size=64)
+    params, accuracy = classifier.train(config, data.ImageSet(train.images[:12000], train.labels[:12000]), test)
+    return classifier.save(tmp_path_factory.mktemp("classifier"), params, accuracy, config), params, accuracy

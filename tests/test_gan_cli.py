@@ -1,0 +1,45 @@
+"""python -m experiments.gan_mnist end to end: outputs, scores in metrics.json, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import check_ok, flag_help, read_history, read_metrics, run_cli
+
+SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
+
+
+def test_one_epoch_writes_every_output_with_its_scores(quick_classifier, tmp_path):
+    directory, _, _ = quick_classifier
+    out = tmp_path / "gan"
+    proc = run_cli("--epochs", "1", "--num-samples", "300", "--classifier-dir", directory, "--out", out,
+                   "--no-progress", module="experiments.gan_mnist")
+    check_ok(proc)
+    for name in ("metrics.json", "history.csv", "samples.npy", "samples.png", "interpolation.png", "losses.png",
+                 "d_outputs.png", "checkpoints"):
+        assert (out / name).exists(), name
+    metrics = read_metrics(out)
+    assert SCORE_KEYS <= set(metrics) and metrics["n"] == 300 and len(metrics["class_shares"]) == 10
+    assert 0 <= metrics["class_entropy"] <= np.log(10) + 1e-9 and metrics["fid"] > 0
+    assert metrics["model"] == "mlp" and metrics["d_grad_leak"] is False and metrics["epochs"] == 1
+    row = read_history(out)[0]
+    assert {"train_d_loss", "train_g_loss", "train_d_real", "train_d_fake", "test_d_loss", "test_d_fake"} <= set(row)
+    assert 0 < float(row["train_d_fake"]) < float(row["train_d_real"]) < 1  # D tells real from fake
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (300, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+
+
+def test_without_the_classifier_it_stops_before_writing_anything(tmp_path):
+    out = tmp_path / "gan"
+    proc = run_cli("--classifier-dir", tmp_path / "none", "--out", out, module="experiments.gan_mnist")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "python -m experiments.mnist_classifier" in proc.stderr
+    assert not out.exists()
+
+
+def test_help_names_the_models_and_the_seed_leak():
+    proc = run_cli("--help", module="experiments.gan_mnist")
+    check_ok(proc)
+    assert "dcgan" in flag_help(proc.stdout, "--model") and "seed000" in flag_help(proc.stdout, "--model")
+    assert "--model" in proc.stdout and "never cleared" in " ".join(flag_help(proc.stdout, "--d-grad-leak").split())
+    assert "default: the preset's, seed000 20, dcgan 100" in flag_help(proc.stdout, "--latent-dim")
