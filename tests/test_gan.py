@@ -16,7 +16,6 @@ from genjax import gan, losses
 from genjax.checkpoint import Checkpointer
 from genjax.fit import fit
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
-from genjax.models.layers import UpConv
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from genjax.presets import GAN_PRESETS, make_optimizer
 from genjax.train import data_mesh, epoch_key, make_epoch, replicate
@@ -138,20 +137,6 @@ def test_generator_batchnorm_keeps_padding_out_of_its_statistics_and_samples_wit
     one = gan.generate(gen, variables, z[:1])
     np.testing.assert_allclose(gan.generate(gen, variables, z)[:1], one, rtol=1e-5, atol=1e-6)
     assert float(jnp.min(one)) >= 0 and float(jnp.max(one)) <= 1
-
-
-def test_upconv_is_pytorchs_transposed_convolution():
-    x = np.random.default_rng(0).normal(size=(2, 5, 6, 3)).astype(np.float32)
-    layer = UpConv(4)
-    variables = layer.init(jax.random.key(0), x)
-    w, b = np.asarray(variables["params"]["kernel"]), np.asarray(variables["params"]["bias"])
-    expected = np.zeros((2, 12, 14, 4))  # ConvTranspose2d(k=4, s=2, p=1): y[2i + k - 1] += x[i] w[k]
-    for i in range(5):
-        for j in range(6):
-            for ki in range(4):
-                for kj in range(4):
-                    expected[:, 2 * i + ki, 2 * j + kj] += x[:, i, j] @ w[ki, kj]
-    np.testing.assert_allclose(layer.apply(variables, x), expected[:, 1:11, 1:13] + b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("leak", [False, True], ids=["cleared", "seed leak"])

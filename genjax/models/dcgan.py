@@ -3,8 +3,9 @@
 G: z (100) -> Dense 7*7*128 -> BatchNorm, ReLU -> ConvTranspose 64 (4x4, stride 2, padding 1)
 -> 14x14 -> BatchNorm, ReLU -> ConvTranspose C (4x4, stride 2, padding 1) -> 28x28 -> sigmoid
 (the transposed convolutions as :class:`genjax.models.layers.UpConv`).
-D: Conv 64 (4x4, stride 2) -> 14x14, LeakyReLU 0.2 -> Conv 128 (4x4, stride 2) ->
-7x7, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)).
+D: Conv 64 (4x4, stride 2, padding 1) -> 14x14, LeakyReLU 0.2 -> Conv 128 (4x4, stride 2,
+padding 1) -> 7x7, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)) (the convolutions as
+:class:`genjax.models.layers.DownConv`).
 
 As in the paper: BatchNorm in G (not on its output), none on D's input, weights
 N(0, 0.02), BatchNorm scales N(1, 0.02); the layer in front of a BatchNorm has no
@@ -18,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.models.layers import UpConv
+from genjax.models.layers import DownConv, UpConv
 
 WEIGHT_INIT = nn.initializers.normal(0.02)
 
@@ -56,5 +57,5 @@ class DCDiscriminator(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
         for features in (self.width, 2 * self.width):
-            h = nn.leaky_relu(nn.Conv(features, (4, 4), (2, 2), padding="SAME", kernel_init=WEIGHT_INIT)(h), 0.2)
+            h = nn.leaky_relu(DownConv(features, kernel_init=WEIGHT_INIT)(h), 0.2)
         return nn.Dense(1, kernel_init=WEIGHT_INIT)(h.reshape(h.shape[0], -1))[:, 0]
