@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 
 from conftest import check_ok, run_cli
 from experiments import score_samples
-from genjax import classifier, cli, data, evaluator as E
+from genjax import classifier, cli, evaluator as E
 from genjax.errors import UsageError
 from genjax.models.digit_cnn import Conv3x3
 
@@ -204,18 +204,14 @@ def test_conv3x3_is_nn_conv_same_with_the_same_gradients():
 # -- with a trained classifier ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def mnist_arrays():
-    return data.load_dataset("mnist")
+def mnist_arrays(mnist):
+    return mnist
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, mnist_arrays):
-    """(directory, params, accuracy): a DigitCNN trained for 1 epoch on 12,000 training images."""
-    train, test = mnist_arrays
-    config = classifier.ClassifierConfig(epochs=1, batch_size=64)
-    params, accuracy = classifier.train(config, data.ImageSet(train.images[:12000], train.labels[:12000]), test)
-    directory = classifier.save(tmp_path_factory.mktemp("classifier"), params, accuracy, config)
-    return directory, params, accuracy
+def trained(quick_classifier):
+    """(directory, params, accuracy): conftest's quick classifier (1 epoch on 12,000 images)."""
+    return quick_classifier
 
 
 def test_quick_classifier_learns_and_saved_params_load_back(trained):

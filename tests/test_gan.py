@@ -18,7 +18,7 @@ from genjax.fit import fit
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from genjax.presets import GAN_PRESETS, make_optimizer
-from genjax.train import data_mesh, epoch_key, make_epoch, replicate
+from genjax.train import data_mesh, make_epoch, replicate
 
 RBG = "rbg"  # the presets' key implementation
 

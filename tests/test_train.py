@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import data, losses, vae
+from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.train import (TrainState, data_mesh, epoch_key, make_epoch, make_train_step, masked_mean, num_batches,
                           replicate)
