@@ -45,12 +45,17 @@ def gemm_peak_gflops(n: int = 2048, reps: int = 20) -> float:
     return best
 
 
-def best_seconds(fn, *args, repeats: int = 3) -> float:
-    """The fastest of ``repeats`` timed calls of ``fn(*args)`` after one untimed (compiling) call."""
+def timed_calls(fn, *args, repeats: int = 3) -> list[float]:
+    """Seconds of each of ``repeats`` timed calls of ``fn(*args)`` after one untimed (compiling) call."""
     jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t)
-    return min(times)
+    return times
+
+
+def best_seconds(fn, *args, repeats: int = 3) -> float:
+    """The fastest of :func:`timed_calls`."""
+    return min(timed_calls(fn, *args, repeats=repeats))

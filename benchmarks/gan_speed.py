@@ -1,0 +1,329 @@
+"""GAN speed: genjax's compiled epochs against PyTorch, in one run on this machine.
+
+    pip install torch==2.13.0        # the baselines' PyTorch (CPU build)
+    python -m benchmarks.gan_speed [--epochs 3] [--dcgan-steps 30] [--dcgan-repeats 1] [--torch-threads N]
+
+Prints, measured now on this machine, beside the CPU model and JAX's GEMM peak:
+
+* ``seed000`` (seed 000's MLP GAN): seconds per epoch (60,000 images, 469 steps of
+  128) of genjax's compiled epoch (``make_epoch`` over ``gan.make_gan_step``, as
+  ``experiments.gan_mnist`` builds it) against the seed's PyTorch loop
+  (:mod:`benchmarks.torch_gan`), both ways: D's gradients cleared (the intended
+  algorithm, genjax's default) and as written (G's backward leaks into D's next
+  gradient; genjax ``d_grad_leak=True``);
+* the **matmul-only floor** of a ``seed000`` epoch, each way: the step's dense-layer
+  matmuls alone at the same shapes, forward and backward (see :func:`seed000_floor`),
+  as one jitted ``lax.scan`` over 469 steps: the limit XLA's GEMM kernels set here;
+* ``dcgan``: seconds per training step over ``--dcgan-steps`` steps of genjax's
+  compiled epoch (``make_epoch`` over a subset of that many batches, compiled ahead
+  of time, so every timed call runs the experiment's program without compiling)
+  against a PyTorch copy of the same architecture (contiguous NCHW or
+  ``channels_last``, whichever a short probe finds faster), and the extrapolated
+  469-step epoch.
+
+Matmul GFLOP count every dense product the step needs (2 m k n each): for
+``seed000`` about 380 GFLOP per epoch with D's gradients cleared and 417 as
+written (the seed's loop also takes D's weight gradients in G's backward pass).
+The count of the floor's products is checked against the ``dot_general`` FLOPs
+in the jaxpr of genjax's own step. Epoch times are medians after a first
+(compiling) epoch; PyTorch's are medians after a first epoch too. PyTorch runs with
+``os.cpu_count()`` threads unless ``--torch-threads`` says otherwise (on a machine
+shared with other jobs, all-core PyTorch can be many times slower than one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.machine import describe, gemm_peak_gflops, timed_calls
+from genjax import data, gan
+from genjax.models.dcgan import DCDiscriminator, DCGenerator
+from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from genjax.presets import GAN_PRESETS, make_optimizer
+from genjax.train import data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches, replicate
+
+BATCH = 128
+FLOOR_TARGET = 1.3  # seed000 epoch / matmul-only floor, on any machine
+SEED000_SPEEDUP = {"AuthenticAMD": 2.5, "GenuineIntel": 1.8}  # over the seed's loop, by CPU vendor
+DCGAN_SPEEDUP = 1.5
+
+
+def cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# ---------------------------------------------------------------- FLOP counting
+
+
+def _subjaxprs(value):
+    if hasattr(value, "eqns"):
+        yield value
+    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+        yield value.jaxpr
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _subjaxprs(v)
+
+
+def jaxpr_flops(jaxpr, convs: bool = False) -> float:
+    """2 x multiply-adds of every ``dot_general`` (and with ``convs``, every convolution, less the
+    taps that fall on an input dilation's zeros) in ``jaxpr``, sub-jaxprs included, scans times length."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            lhs, rhs = (v.aval.shape for v in eqn.invars)
+            (_, rc), (_, rb) = eqn.params["dimension_numbers"]
+            total += 2 * math.prod(lhs) * math.prod(rhs) / math.prod(rhs[d] for d in (*rc, *rb))
+        elif convs and name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+            # Of an input-dilated (transposed) convolution's window, 1 / prod(lhs_dilation) is data.
+            total += (2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(rhs) / out_features
+                      / math.prod(eqn.params["lhs_dilation"]))
+        inner = sum(jaxpr_flops(j, convs) for v in eqn.params.values() for j in _subjaxprs(v))
+        total += inner * (eqn.params["length"] if name == "scan" else 1)
+    return total
+
+
+def step_flops(step, state, batch, convs: bool = False) -> float:
+    """Matmul (and conv) FLOPs of one call of ``step(state, batch)``, from its jaxpr."""
+    return jaxpr_flops(jax.make_jaxpr(step)(state, batch).jaxpr, convs)
+
+
+# ---------------------------------------------------------------- seed000: genjax
+
+
+def build_gan(preset: str, d_grad_leak: bool, image_shape=(28, 28, 1)):
+    config = GAN_PRESETS[preset]
+    if config.model == "mlp":
+        gen, disc = MLPGenerator(config.width), MLPDiscriminator(config.width)
+    else:
+        gen, disc = DCGenerator(config.width), DCDiscriminator(config.width)
+    key = jax.random.key(config.seed, impl=config.prng)
+    tx_g = make_optimizer(config.optimizer, config.lr, config.b1)
+    tx_d = make_optimizer(config.optimizer, config.lr, config.b1)
+    state = gan.init_state(gen, disc, tx_g, tx_d, key, config.latent_dim, image_shape, d_grad_leak)
+    step = gan.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, d_grad_leak)
+    return config, key, state, step
+
+
+def genjax_epochs(preset: str, images: np.ndarray, epochs: int, d_grad_leak: bool = False,
+                  compile_first: bool = False) -> dict:
+    """``epochs`` timed calls of the compiled epoch over ``images``. Without ``compile_first``
+    the first call compiles (and is left out of the median); with it the epoch is compiled ahead
+    of time (``compile_seconds``) and every call counts."""
+    config, key, state, step = build_gan(preset, d_grad_leak, images.shape[1:])
+    mesh = data_mesh()
+    example = {"image": jnp.asarray(images[:config.batch_size]), "mask": jnp.ones((config.batch_size,))}
+    flops = step_flops(step, state, example, convs=config.model != "mlp")
+    epoch = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
+    state = replicate(state, mesh)
+    train = replicate({"image": jnp.asarray(images)}, mesh)
+    compile_seconds = None
+    if compile_first:
+        t = time.perf_counter()
+        epoch = epoch.lower(state, train, epoch_key(key, 0)).compile()
+        compile_seconds = time.perf_counter() - t
+    seconds, metrics = [], None
+    for e in range(epochs):
+        t = time.perf_counter()
+        state, metrics = epoch(state, train, epoch_key(key, e))
+        jax.block_until_ready(metrics)
+        seconds.append(time.perf_counter() - t)
+    m = {k: float(np.mean(jax.device_get(v))) for k, v in metrics.items()}
+    timed = seconds if compile_first or epochs == 1 else seconds[1:]
+    return {"epoch_seconds": seconds, "seconds": statistics.median(timed), "compile_seconds": compile_seconds,
+            "steps": num_batches(len(images), config.batch_size), "step_flops": flops, "metrics": m}
+
+
+# ---------------------------------------------------------------- seed000: the matmul-only floor
+
+
+def seed000_floor(steps: int, d_grad_leak: bool, latent: int = 20, hidden: int = 400, pixels: int = 784):
+    """The dense-layer matmuls of ``steps`` seed000 GAN steps alone, as one jitted ``lax.scan``,
+    with its arguments and its FLOP count. Per step, at batch B (no biases, activations, losses
+    or optimizer: matmul outputs feed the next product directly):
+
+    D's step: G's forward for D's fakes (z Wg1, h Wg2); D's forward on the real and on the fake
+    batch (x Wd1, h Wd2, each); D's backward on each: the weight gradients h^T g and x^T dh and
+    the input gradient g Wd2^T (the first layer needs none: real data, and fakes held fixed).
+    G's step: G's forward on new noise, D's forward on its images; backward through D's inputs
+    (g Wd2^T, dh Wd1^T), G's weight gradients and the input gradient of G's second layer; as
+    written (``d_grad_leak``) also D's weight gradients (the seed's loop takes them, and they add
+    into D's next update). The weights move by a tiny step each step, so no product is loop
+    invariant and XLA cannot hoist it out of the scan."""
+    flops = []
+
+    def mm(a, b):
+        flops.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        return a @ b
+
+    def step(carry, x):
+        wg1, wg2, wd1, wd2, leak1, leak2, z_d, z_g = carry
+        # D's step.
+        fake = mm(mm(z_d, wg1), wg2)
+        grads1, grads2 = leak1, leak2
+        for batch in (x, fake):
+            h = mm(batch, wd1)
+            g = mm(h, wd2)  # the logits stand in for dL/dlogits
+            grads2 = grads2 + mm(h.T, g)
+            grads1 = grads1 + mm(batch.T, mm(g, wd2.T))
+        wd1, wd2 = wd1 - 1e-6 * grads1, wd2 - 1e-6 * grads2
+        # G's step, against the updated D.
+        hg = mm(z_g, wg1)
+        images = mm(hg, wg2)
+        hd = mm(images, wd1)
+        g = mm(hd, wd2)
+        dhd = mm(g, wd2.T)
+        dimages = mm(dhd, wd1.T)
+        if d_grad_leak:
+            leak1, leak2 = mm(images.T, dhd), mm(hd.T, g)
+        dwg2 = mm(hg.T, dimages)
+        dwg1 = mm(z_g.T, mm(dimages, wg2.T))
+        return (wg1 - 1e-6 * dwg1, wg2 - 1e-6 * dwg2, wd1, wd2, leak1, leak2, z_d, z_g), None
+
+    k = jax.random.split(jax.random.key(0), 8)
+    u = lambda key, shape, fan_in: jax.random.uniform(key, shape, jnp.float32, -1, 1) / math.sqrt(fan_in)  # noqa: E731
+    carry = (u(k[0], (latent, hidden), latent), u(k[1], (hidden, pixels), hidden),
+             u(k[2], (pixels, hidden), pixels), u(k[3], (hidden, 1), hidden),
+             jnp.zeros((pixels, hidden)), jnp.zeros((hidden, 1)),
+             jax.random.normal(k[4], (BATCH, latent)), jax.random.normal(k[5], (BATCH, latent)))
+    xs = jax.random.uniform(k[6], (steps, BATCH, pixels))  # a real batch per step, as the epoch gathers
+
+    def floor(carry, xs):
+        return jax.lax.scan(step, carry, xs)[0]
+
+    jax.eval_shape(step, carry, xs[0])  # counts the products once
+    fn = jax.jit(floor, compiler_options=fast_compiler_options(data_mesh()))
+    return fn, (carry, xs), sum(flops) * steps
+
+
+def timed_median(fn, *args, repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` calls after one untimed (compiling) call, and every call's."""
+    times = timed_calls(fn, *args, repeats=repeats)
+    return statistics.median(times), times
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="seed000 epochs per measurement, genjax and PyTorch (the first is not counted)")
+    parser.add_argument("--dcgan-steps", type=int, default=30, help="DCGAN training steps timed per measurement")
+    parser.add_argument("--dcgan-repeats", type=int, default=1,
+                        help="timed calls of genjax's DCGAN epoch (compiled ahead of time; the median counts)")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                        help="PyTorch intra-op threads (default: os.cpu_count())")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    try:
+        import torch
+
+        from benchmarks import torch_gan
+    except ImportError:
+        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 (a CPU build)")
+    if min(args.epochs, args.dcgan_steps, args.dcgan_repeats, args.torch_threads) < 1:
+        sys.exit("error: --epochs, --dcgan-steps, --dcgan-repeats and --torch-threads must be positive")
+    repeats = max(1, args.epochs - 1)
+
+    images = data.load_split("mnist", "train", args.data_dir).images
+    peak = gemm_peak_gflops()
+    print(f"{describe()}; float32 GEMM peak (2048^3): {peak:.0f} GFLOP/s", flush=True)
+    vendor = cpu_vendor()
+    seed_target = SEED000_SPEEDUP.get(vendor, SEED000_SPEEDUP["AuthenticAMD"])
+
+    # seed000: genjax both ways, the floors, then the seed's loop both ways.
+    ours, floors, theirs = {}, {}, {}
+    for leak in (False, True):
+        ours[leak] = genjax_epochs("seed000", images, args.epochs, d_grad_leak=leak)
+        fn, floor_args, floor_flops = seed000_floor(ours[leak]["steps"], leak)
+        seconds, times = timed_median(fn, *floor_args, repeats=repeats)
+        floors[leak] = {"seconds": seconds, "times": times, "flops": floor_flops}
+        time.sleep(1.0)  # let each side's worker threads go idle before the other starts
+    for leak in (False, True):
+        theirs[leak] = torch_gan.seed000_seconds_per_epoch(images, args.epochs, clear_d_grads=not leak,
+                                                           threads=args.torch_threads)
+        time.sleep(1.0)
+
+    # dcgan: PyTorch's faster memory format (a short probe of each), then both sides.
+    subset = images[:BATCH * args.dcgan_steps]
+    probe = {cl: torch_gan.dcgan_step_seconds(images, steps=4, warmup=2, channels_last=cl,
+                                                threads=args.torch_threads)["seconds_per_step"]
+             for cl in (False, True)}
+    channels_last = probe[True] < probe[False]
+    torch_dc = torch_gan.dcgan_step_seconds(images, args.dcgan_steps, warmup=3, channels_last=channels_last,
+                                            threads=args.torch_threads)
+    time.sleep(1.0)
+    ours_dc = genjax_epochs("dcgan", subset, args.dcgan_repeats, compile_first=True)
+
+    # The report.
+    def rounded(seconds):
+        return [round(x, 2) for x in seconds]
+
+    steps = ours[False]["steps"]
+    lines = [f"seed000: {steps} steps of batch {BATCH} per epoch; matmul work per epoch "
+             f"{floors[False]['flops'] / 1e9:.1f} GFLOP with D's gradients cleared, "
+             f"{floors[True]['flops'] / 1e9:.1f} as written (dot_generals in genjax's step: "
+             f"{ours[False]['step_flops'] * steps / 1e9:.1f} and {ours[True]['step_flops'] * steps / 1e9:.1f})",
+             f"torch {torch.__version__}, {theirs[False]['threads']} threads; dcgan probe s/step: contiguous "
+             f"{probe[False]:.3f}, channels_last {probe[True]:.3f} -> "
+             f"{'channels_last' if channels_last else 'contiguous (NCHW)'}"]
+    for leak in (False, True):
+        g_m = ours[leak]["metrics"]
+        lines.append(f"  {'as written' if leak else 'D cleared'}: genjax epochs {rounded(ours[leak]['epoch_seconds'])}, "
+                     f"floor {rounded(floors[leak]['times'])}, pytorch epochs {rounded(theirs[leak]['epoch_seconds'])}; "
+                     f"genjax last epoch d_loss {g_m['d_loss']:.3f} g_loss {g_m['g_loss']:.3f}, pytorch last batch "
+                     f"d_loss {theirs[leak]['last_d_loss']:.3f} g_loss {theirs[leak]['last_g_loss']:.3f}")
+    dc_steps = num_batches(len(images), BATCH)
+    dc_ours = ours_dc["seconds"] / args.dcgan_steps
+    dc_flops = ours_dc["step_flops"]
+    lines.append(f"dcgan: {args.dcgan_steps} steps per measurement (PyTorch's after 3 warm-up steps); genjax's epoch "
+                 f"compiled ahead in {ours_dc['compile_seconds']:.1f} s, calls {rounded(ours_dc['epoch_seconds'])} s; "
+                 f"{dc_flops / 1e9:.1f} GFLOP per step (matmuls and convolutions of genjax's step)")
+    print("\n".join(lines))
+
+    def gf(flops, seconds):
+        g = flops / seconds / 1e9
+        return f"{g:8.0f} {100 * g / peak:6.0f}%"
+
+    print(f"{'':34} {'pytorch s':>10} {'genjax s':>10} {'speed-up':>9} {'target':>7} {'GFLOP/s':>8} {'% peak':>7}")
+    for leak, name in ((False, "seed000 epoch, D grads cleared"), (True, "seed000 epoch, as written")):
+        t_torch, t_ours = theirs[leak]["seconds_per_epoch"], ours[leak]["seconds"]
+        print(f"{name:34} {t_torch:10.3f} {t_ours:10.3f} {t_torch / t_ours:8.2f}x {seed_target:6.1f}x "
+              f"{gf(floors[leak]['flops'], t_ours)}")
+    for leak, name in ((False, "  matmul-only floor, D cleared"), (True, "  matmul-only floor, as written")):
+        print(f"{name:34} {'':10} {floors[leak]['seconds']:10.3f} {'':9} {'':7} "
+              f"{gf(floors[leak]['flops'], floors[leak]['seconds'])}")
+    t_torch = torch_dc["seconds_per_step"]
+    print(f"{'dcgan step':34} {t_torch:10.3f} {dc_ours:10.3f} {t_torch / dc_ours:8.2f}x {DCGAN_SPEEDUP:6.1f}x "
+          f"{gf(dc_flops, dc_ours)}")
+    print(f"{f'dcgan epoch ({dc_steps} steps, extrap.)':34} {t_torch * dc_steps:10.1f} {dc_ours * dc_steps:10.1f}")
+    for leak, name in ((False, "D grads cleared"), (True, "as written")):
+        print(f"seed000 epoch / matmul-only floor, {name}: {ours[leak]['seconds'] / floors[leak]['seconds']:.2f}x "
+              f"(target <= {FLOOR_TARGET}x)")
+    print(f"speed-up targets: seed000 >= {seed_target}x over the seed's loop on this {vendor or 'unknown'} CPU "
+          f"(>= {SEED000_SPEEDUP['AuthenticAMD']}x AMD, >= {SEED000_SPEEDUP['GenuineIntel']}x Intel); "
+          f"dcgan >= {DCGAN_SPEEDUP}x over its PyTorch copy")
+
+
+if __name__ == "__main__":
+    main()
