@@ -33,8 +33,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
     p.add_argument("--out", type=Path, default=classifier.default_dir(),
                    help=f"where to save it (default {classifier.default_dir()}, where the evaluator looks)")
-    p.add_argument("--data-dir", help="TFDS data dir (default $TFDS_DATA_DIR, else ../shared/tensorflow_datasets "
-                                      "beside the repository, else TFDS's ~/tensorflow_datasets)")
+    cli.add_data_dir_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no per-epoch lines")
     return p
 

@@ -28,8 +28,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="samples.npy files to score")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file and line instead of the table (no reference rows)")
-    p.add_argument("--data-dir", help="TFDS data dir (default $TFDS_DATA_DIR, else ../shared/tensorflow_datasets "
-                                      "beside the repository, else TFDS's ~/tensorflow_datasets)")
+    cli.add_data_dir_flag(p)
     p.add_argument("--classifier-dir", type=Path, default=classifier.default_dir(),
                    help=f"the trained classifier (default {classifier.default_dir()})")
     p.add_argument("--seed", type=int, default=0, help="seed of the reference rows' draws (default 0)")

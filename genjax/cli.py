@@ -17,6 +17,12 @@ from typing import Callable
 from genjax.errors import RunStopped, UsageError
 
 
+def add_data_dir_flag(p: argparse.ArgumentParser) -> None:
+    """``--data-dir``, with the search order of :func:`genjax.data.resolve_data_dir` as its help."""
+    p.add_argument("--data-dir", help="TFDS data dir (default $TFDS_DATA_DIR, else ../shared/tensorflow_datasets "
+                                      "beside the repository, else TFDS's ~/tensorflow_datasets)")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports bad flags as a UsageError instead of its usage dump,
     and shows the description (the script's docstring) as written."""

@@ -72,8 +72,7 @@ def parser(doc: str, prog: str, default_out: Path, presets: dict, default_preset
     preset_flag(p, "--batch-size", presets, type=cli.positive_int("--batch-size"),
                 help="images per step, split over all devices")
     preset_flag(p, "--lr", presets, type=cli.positive_float("--lr"), help="learning rate")
-    p.add_argument("--data-dir", help="TFDS data dir (default $TFDS_DATA_DIR, else ../shared/tensorflow_datasets "
-                                      "beside the repository, else TFDS's ~/tensorflow_datasets)")
+    cli.add_data_dir_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host run: call jax.distributed.initialize() (cluster settings from the environment)")
