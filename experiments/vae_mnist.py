@@ -23,8 +23,7 @@ import numpy as np
 from genjax import cli, data, latent, plots, run, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, VAEConfig, make_optimizer
-from genjax.train import (TrainState, fast_compiler_options, make_epoch, make_train_step, num_batches,
-                          replicate)
+from genjax.train import TrainState, fast_compiler_options, make_epoch, num_batches, replicate
 
 DEFAULT_OUT = Path("runs/vae_mnist")
 # Fields a resumed run may change: how long to train, and what to evaluate and draw afterwards.
@@ -89,16 +88,15 @@ def experiment(args) -> dict:
 
     # Model, loss, optimizer, compiled epoch.
     model = VAE(config.hidden, config.latent_dim, int(np.prod(train.images.shape[1:])), config.activation)
-    run_key = jax.random.key(config.seed, impl=config.prng)
-    init_key, state_key, eval_key, draw_key = jax.random.split(run_key, 4)
-    params = model.init(init_key, jnp.zeros((1, *train.images.shape[1:])), init_key)["params"]
+    keys = vae.seed_keys(config.seed, config.prng)
+    run_key, eval_key = keys["run"], keys["eval"]
+    params = vae.init_params(model, keys["init"], train.images.shape[1:])
     tx = make_optimizer(config.optimizer, config.lr)
     steps_per_epoch = num_batches(len(train), config.batch_size)
-    loss_fn = vae.make_vae_loss(model, config.likelihood, config.pixels, config.beta,
-                                config.kl_warmup_epochs, steps_per_epoch)
-    epoch_fn = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh,
+    step = vae.make_vae_step(model, config.likelihood, config.pixels, config.optimizer, steps_per_epoch)
+    epoch_fn = make_epoch(step(vae.hyperparameters(config)), config.batch_size, mesh,
                           compiler_options=fast_compiler_options(mesh))
-    state = replicate(TrainState.create(params, tx, state_key), mesh)
+    state = replicate(TrainState.create(params, tx, keys["state"]), mesh)
     likelihood = reports_likelihood(config)
 
     def evaluate(state):
@@ -123,7 +121,7 @@ def experiment(args) -> dict:
 
     # Pictures and samples (one process), then metrics.json last.
     if r.writes_files:
-        means = draw_pictures(r.out, model, jax.device_get(state.params), config, test, x_test, draw_key)
+        means = draw_pictures(r.out, model, jax.device_get(state.params), config, test, x_test, keys["draw"])
         np.save(r.out / "samples.npy", means.astype(np.float32))
         curve = "neg_elbo" if likelihood else "loss"
         train_curve = [row["train_recon"] + row["train_kl"] if likelihood else row["train_loss"] for row in history]
