@@ -85,9 +85,12 @@ def kl_weight(epoch: jax.Array | int, beta: float = 1.0, warmup_epochs: int = 0)
 
     ``epoch`` counts from 0, so the first epoch already has weight \beta / W.
     """
-    if warmup_epochs <= 0:
+    if isinstance(warmup_epochs, (int, float)) and warmup_epochs <= 0:
         return jnp.asarray(beta, jnp.float32)
-    return beta * jnp.minimum(1.0, (jnp.asarray(epoch, jnp.float32) + 1.0) / warmup_epochs)
+    # W may be traced (a hyperparameter carried in a vmapped sweep's state): W <= 0 means no warm-up.
+    w = jnp.asarray(warmup_epochs, jnp.float32)
+    ramp = jnp.minimum(1.0, (jnp.asarray(epoch, jnp.float32) + 1.0) / jnp.maximum(w, 1.0))
+    return beta * jnp.where(w > 0, ramp, 1.0)
 
 
 def importance_weighted_bound(log_weights: jax.Array) -> jax.Array:
