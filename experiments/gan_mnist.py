@@ -44,8 +44,7 @@ parser.add_argument("--d-grad-leak", action="store_true", default=None,
                          "cleared and add into D's next update (default: cleared, the intended algorithm)")
 run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-samples"),
                 help="samples saved in samples.npy and scored")
-parser.add_argument("--classifier-dir", type=Path,
-                    help=f"the evaluator's classifier (default {classifier.default_dir()})")
+classifier.add_dir_flag(parser)
 
 
 def build(config):

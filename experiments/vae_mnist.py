@@ -46,11 +46,6 @@ run.preset_flag(parser, "--interpolation", PRESETS, choices=("linear", "slerp"),
                 help="latent interpolation in interpolation.png")
 
 
-def reports_likelihood(config: VAEConfig) -> bool:
-    """-ELBO and IWAE are likelihood bounds only for a Bernoulli decoder on binary pixels."""
-    return config.likelihood == "bernoulli" and data.is_binary(config.pixels)
-
-
 def draw_pictures(out: Path, model, params, config: VAEConfig, test: data.ImageSet, x_test, key) -> np.ndarray:
     """samples.png, reconstructions.png, interpolation.png (+ latent_scatter.png, manifold.png in 2-D);
     returns the ``num_samples`` prior sample means for samples.npy."""
@@ -97,7 +92,7 @@ def experiment(args) -> dict:
     epoch_fn = make_epoch(step(vae.hyperparameters(config)), config.batch_size, mesh,
                           compiler_options=fast_compiler_options(mesh))
     state = replicate(TrainState.create(params, tx, keys["state"]), mesh)
-    likelihood = reports_likelihood(config)
+    likelihood = vae.reports_likelihood(config.likelihood, config.pixels)
 
     def evaluate(state):
         m = vae.evaluate(model, state.params, x_test, eval_key, config.likelihood, mesh=mesh)

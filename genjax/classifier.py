@@ -130,6 +130,11 @@ def save(directory: Path, params, test_accuracy: float, config: ClassifierConfig
     return directory
 
 
+def add_dir_flag(p) -> None:
+    """``--classifier-dir``: where the cached classifier is (for every script that scores samples)."""
+    p.add_argument("--classifier-dir", type=Path, help=f"the evaluator's classifier (default {default_dir()})")
+
+
 def load(directory: Path | None = None) -> tuple[dict, dict]:
     """(params, info) of the cached classifier, after checking the parameters' checksum."""
     directory = Path(directory) if directory else default_dir()

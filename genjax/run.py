@@ -118,6 +118,7 @@ class Run:
         self.progress = not args.no_progress
         self.resumable = tuple(resumable)
         self.writes_files = is_main_process()
+        self._prepared = False  # the run directory is checked (and emptied, for a fresh run) once
 
     # -- the run directory -------------------------------------------------------------------
 
@@ -155,10 +156,15 @@ class Run:
         return state, history
 
     def fit(self, state, epoch_fn: Callable, data, run_key: jax.Array, evaluate: Callable,
-            steps_per_epoch: int):
+            steps_per_epoch: int, name: str | None = None):
         """Train to ``config.epochs`` with :func:`genjax.fit.fit`, checkpointing into
-        ``out/checkpoints``; fresh or resumed as asked. Returns (state, history)."""
-        ckpt_dir = self.out / "checkpoints"
+        ``out/checkpoints``; fresh or resumed as asked. Returns (state, history).
+
+        A run that trains several programs one after another (a study's groups of
+        models) gives each a ``name``: its checkpoints and ``history.csv`` go into
+        ``out/name``, and each resumes from its own checkpoint."""
+        where = self.out / name if name else self.out
+        ckpt_dir = where / "checkpoints"
         ckpt = None
         if self.resume and ckpt_dir.is_dir():
             ckpt = checkpoint.Checkpointer(ckpt_dir)
@@ -174,12 +180,16 @@ class Run:
         else:
             if self.resume:
                 print(f"no checkpoint in {ckpt_dir}: starting from scratch", file=sys.stderr)
-            self._start_fresh()
+            if not self._prepared and not (self.resume and name and any(self.out.glob("*/checkpoints"))):
+                self._start_fresh()
+            if self.writes_files:
+                where.mkdir(parents=True, exist_ok=True)
             sync_processes("genjax: run directory ready")
             ckpt = checkpoint.Checkpointer(ckpt_dir)
+        self._prepared = True
         meta = {"config": as_json(self.config)}
         try:
-            return fit(state, epoch_fn, data, run_key, self.config.epochs, evaluate, ckpt, meta, self.out,
+            return fit(state, epoch_fn, data, run_key, self.config.epochs, evaluate, ckpt, meta, where,
                        history, self.progress)
         finally:
             ckpt.close()

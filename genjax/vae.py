@@ -33,13 +33,18 @@ import jax
 import jax.numpy as jnp
 
 from genjax import losses, prng
-from genjax.data import to_pixels
+from genjax.data import is_binary, to_pixels
 from genjax.presets import make_optimizer
 from genjax.train import make_train_step, map_in_chunks, masked_mean
 
 HYPERPARAMETERS = ("lr", "beta", "kl_warmup_epochs")  # what a sweep may vary per model in one program
 
 LIKELIHOODS = ("bernoulli", "mse")
+
+
+def reports_likelihood(likelihood: str, pixels: str) -> bool:
+    """-ELBO and IWAE are likelihood bounds only for a Bernoulli decoder on binary pixels."""
+    return likelihood == "bernoulli" and is_binary(pixels)
 
 
 def reconstruction_loss(logits: jax.Array, x: jax.Array, likelihood: str) -> jax.Array:
@@ -234,4 +239,5 @@ __all__ = [
     "make_vae_step",
     "prior_sample_means",
     "reconstruction_loss",
+    "reports_likelihood",
 ]

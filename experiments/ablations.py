@@ -1,0 +1,201 @@
+"""Seed 003's exercises as ablation studies: many VAEs trained at once, one vmapped program per shape.
+
+    python -m experiments.ablations beta            # beta-VAE: beta = 0.5, 1, 2, 4
+    python -m experiments.ablations latent-dim      # latent size 2, 10, 20, 50, 100
+    python -m experiments.ablations recon-loss      # BCE vs MSE reconstruction
+    python -m experiments.ablations kl-annealing    # no warm-up vs a linear KL warm-up of 10 epochs
+    python -m experiments.ablations seeds --seeds 5 # one config over 5 seeds: mean +- std of every metric
+
+Every model starts from the preset (default seed002: 784-200-200-20, Bernoulli
+decoder on threshold-binarized MNIST) with one field changed (--values overrides
+the study's list). Models that differ only in learning rate, beta, KL warm-up or
+seed are one vmapped program (genjax.sweep) on shared batches; others (latent size,
+likelihood) run as groups, one after another. Model k with seed s starts from and
+draws the noise of `python -m experiments.vae_mnist --seed s`; what the models share is the batch order.
+
+Writes into --out: results.csv and results.md (one row per model: -ELBO and
+IWAE NLL in nats per test image where the decoder is a likelihood, recon, KL,
+active units, the squared error of the reconstruction means, the evaluator's
+scores of 10,000 prior samples), curves.png, reconstructions.png, a sample grid
+per model, the study's own plots (beta: latent traversals; latent-dim:
+latent_dim.png), per-group history.csv and checkpoints, metrics.json (last).
+A model whose loss turns non-finite is reported (diverged_epoch) and stops; the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import classifier, cli, data, evaluator, plots, report, run, sweep, vae, vae_sweep
+from genjax.errors import UsageError
+from genjax.presets import PRESETS
+from genjax.train import num_batches, replicate
+
+# study -> (the config field it varies, its default values)
+STUDIES = {
+    "beta": ("beta", (0.5, 1.0, 2.0, 4.0)),
+    "latent-dim": ("latent_dim", (2, 10, 20, 50, 100)),
+    "recon-loss": ("likelihood", ("bernoulli", "mse")),
+    "kl-annealing": ("kl_warmup_epochs", (0, 10)),
+    "seeds": ("seed", None),  # --seed, --seed + 1, ..., --seeds of them
+}
+COLUMNS = (("model", "model", ""), ("neg_elbo", "-ELBO", ".2f"), ("nll_iwae", "IWAE NLL", ".2f"),
+           ("recon", "recon", ".2f"), ("kl", "KL", ".2f"), ("active_units", "active units", "d"),
+           ("recon_mse", "recon MSE", ".2f"), ("fid", "FID", ".1f"), ("class_entropy", "class entropy", ".3f"),
+           ("precision", "precision", ".3f"), ("recall", "recall", ".3f"), ("diverged_epoch", "diverged", ""),
+           ("seconds_per_epoch", "s/epoch (group)", ".2f"))
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    study: str
+    preset: str
+    values: tuple
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    iwae_k: int = 1000
+    num_samples: int = 10000
+    score: bool = True
+
+    def members(self) -> list:
+        """The study's model configs: the preset with one field set to each value."""
+        field, _ = STUDIES[self.study]
+        base = dataclasses.replace(PRESETS[self.preset], epochs=self.epochs, batch_size=self.batch_size,
+                                   lr=self.lr, seed=self.seed, iwae_k=self.iwae_k)
+        return [dataclasses.replace(base, **{field: v}) for v in self.values]
+
+
+parser = run.parser(__doc__, "python -m experiments.ablations", Path("runs/ablations/STUDY"), PRESETS, "seed002")
+parser.add_argument("study", choices=tuple(STUDIES), help="which study")
+parser.add_argument("--values", help="comma-separated values of the studied field (default: the study's)")
+parser.add_argument("--seeds", type=cli.positive_int("--seeds"), default=5, help="models of the seeds study (default 5)")
+run.preset_flag(parser, "--iwae-k", PRESETS, type=cli.positive_int("--iwae-k"), help="importance samples (IWAE)")
+run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-samples"),
+                help="prior samples per model for the evaluator")
+parser.add_argument("--no-score", dest="score", action="store_false",
+                    help="skip the evaluator's sample scores (no classifier needed)")
+classifier.add_dir_flag(parser)
+
+
+def study_config(args) -> StudyConfig:
+    field, values = STUDIES[args.study]
+    base = run.config_from_args(args, PRESETS)
+    if args.values:
+        kind = type(getattr(base, field))
+        try:
+            values = tuple(kind(v) for v in args.values.split(","))
+        except ValueError:
+            raise UsageError(f"--values {args.values!r}: expected comma-separated {kind.__name__} values of {field}")
+    elif field == "seed":
+        values = tuple(base.seed + i for i in range(args.seeds))
+    if field == "likelihood" and not set(values) <= set(vae.LIKELIHOODS):
+        raise UsageError(f"--values: likelihoods are {', '.join(vae.LIKELIHOODS)}")
+    return StudyConfig(args.study, args.preset, values, base.epochs, base.batch_size, base.lr, base.seed,
+                       base.iwae_k, base.num_samples, args.score)
+
+
+def label(field: str, value) -> str:
+    return f"{field}={value}"
+
+
+def traversal(model, params, x, key_dims: int = 10) -> np.ndarray:
+    """Decoded z of one test digit with each of its ``key_dims`` most active units swept over [-3, 3]."""
+    z = np.asarray(vae.encode_means(model, params, x))
+    order = np.argsort(-np.var(z, axis=0))[:key_dims]
+    steps = np.linspace(-3, 3, 9, dtype=np.float32)
+    grid = np.repeat(z[:1], len(order) * len(steps), axis=0)
+    for r, u in enumerate(order):
+        grid[r * len(steps):(r + 1) * len(steps), u] = steps
+    return np.asarray(vae.decode_means(model, params, jnp.asarray(grid)))
+
+
+def experiment(args) -> dict:
+    config = study_config(args)
+    if args.out == Path("runs/ablations/STUDY"):
+        args.out = Path("runs/ablations") / config.study
+    clf = classifier.load(args.classifier_dir)[0] if config.score else None  # before anything is written
+    r = run.Run(args, config, resumable=("epochs", "iwae_k", "num_samples", "score"))
+    field, members = STUDIES[config.study][0], config.members()
+    train, test, mesh = run.load_data(members[0].dataset, args.data_dir, config.batch_size)
+    shape = train.images.shape[1:]
+    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
+    steps_per_epoch = num_batches(len(train), config.batch_size)
+    reference = evaluator.reference_set(clf, train.images, test.images) if clf is not None else None
+    run_key = jax.random.key(config.seed, impl=members[0].prng)  # the batch order every model shares
+
+    rows, curves, originals, recon_rows = [None] * len(members), {}, None, [None] * len(members)
+    for g, group in enumerate(sweep.groups(members, vae_sweep.VARYING)):
+        configs = [members[i] for i in group]
+        c = configs[0]
+        model = vae_sweep.build_model(c, shape)
+        x_test = replicate(data.fixed_eval_pixels(test.images, c.pixels), mesh)
+        state = replicate(vae_sweep.init_sweep(model, configs, shape), mesh)
+        epoch_fn = vae_sweep.make_sweep_epoch(model, c, steps_per_epoch, mesh)
+        evaluate = vae_sweep.make_evaluate(model, configs, x_test, mesh)
+        name = f"group_{g}" if len(sweep.groups(members, vae_sweep.VARYING)) > 1 else "sweep"
+        state, history = r.fit(state, epoch_fn, train_data, run_key, evaluate, steps_per_epoch, name=name)
+        extra = vae_sweep.final_metrics(model, state, configs, x_test, config.iwae_k, mesh)
+        samples = vae_sweep.prior_samples(model, state, configs, config.num_samples, shape)
+        seconds = r.summary(history, mesh)["seconds_per_epoch"]
+        for j, (i, cfg) in enumerate(zip(group, configs)):
+            per_epoch = [sweep.model_rows(row, len(configs))[j] for row in history]
+            last = per_epoch[-1] if per_epoch else {}
+            dead = [row["epoch"] for row in per_epoch if np.isnan(row.get("train_loss", 0.0))]
+            rows[i] = {"model": label(field, getattr(cfg, field)), field: getattr(cfg, field),
+                       **{k.removeprefix("test_"): v for k, v in last.items() if k.startswith("test_")},
+                       **extra[j], "diverged_epoch": dead[0] if dead else None, "seconds_per_epoch": seconds}
+            curves[rows[i]["model"]] = [row.get("test_neg_elbo", row.get("test_loss")) for row in per_epoch]
+            if reference is not None and rows[i]["diverged_epoch"] is None:
+                s = evaluator.score(samples[j], clf, reference)
+                rows[i].update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall")})
+            if r.writes_files:
+                params = jax.device_get(jax.tree.map(lambda a: a[j], state.models.params))
+                plots.save_grid(r.out / f"samples_{rows[i]['model']}.png", samples[j][:64], 8, 8,
+                                f"{rows[i]['model']}: prior samples (Bernoulli means)")
+                originals = np.asarray(x_test[:12])[..., 0]
+                z = vae.encode_means(model, params, x_test[:12])
+                recon_rows[i] = np.asarray(vae.decode_means(model, params, z)).reshape(-1, *shape[:2])
+                if config.study == "beta":
+                    plots.save_grid(r.out / f"traversal_{rows[i]['model']}.png", traversal(model, params, x_test)
+                                    .reshape(-1, *shape[:2]), 10, 9,
+                                    f"{rows[i]['model']}: one digit, its 10 most active units swept over [-3, 3]")
+
+    rows = [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()} for row in rows]
+    metrics = {"study": config.study, "field": field, "models": rows, "devices": mesh.size,
+               "binarization": data.BINARIZATION[members[0].pixels], "epochs": config.epochs}
+    if config.study == "seeds":
+        summary = {k: report.mean_std([row.get(k) for row in rows]) for k, *_ in COLUMNS[1:-2]}
+        metrics["mean_std"] = {k: v for k, v in summary.items() if v is not None}
+        rows_md = rows + [{"model": "mean", **{k: v[0] for k, v in metrics["mean_std"].items()}},
+                          {"model": "std", **{k: v[1] for k, v in metrics["mean_std"].items()}}]
+    else:
+        rows_md = rows
+    if r.writes_files:
+        header = (f"{config.study}: preset {config.preset}, {config.epochs} epochs, seed {config.seed}; "
+                  f"pixels: {data.BINARIZATION[members[0].pixels]}; nats per test image; IWAE k = {config.iwae_k}; "
+                  f"scores of {config.num_samples} prior samples")
+        report.write_tables(r.out, "results", rows_md, COLUMNS, header)
+        epochs = list(range(1, len(next(iter(curves.values()))) + 1))
+        plots.save_curves(r.out / "curves.png", epochs, curves, "test -ELBO or loss (nats/image)", config.study)
+        plots.save_grid(r.out / "reconstructions.png", np.concatenate([originals, *recon_rows]),
+                        1 + len(recon_rows), 12, "test digits, then each model's reconstructions: "
+                        + ", ".join(row["model"] for row in rows))
+        if config.study == "latent-dim":
+            keys = [k for k in ("neg_elbo", "nll_iwae", "recon", "kl") if rows[0].get(k) is not None]
+            plots.save_lines(r.out / "latent_dim.png", list(config.values),
+                             {**{k: [row.get(k) for row in rows] for k in keys},
+                              "active units": [row["active_units"] for row in rows]},
+                             "latent dimension", "nats per image (active units: count)", "latent size", log_x=True)
+    return r.finish(metrics, [])
+
+
+if __name__ == "__main__":
+    sys.exit(run.main(parser, experiment))
