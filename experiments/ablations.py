@@ -34,6 +34,7 @@ import numpy as np
 
 from genjax import classifier, cli, data, evaluator, plots, report, run, sweep, vae, vae_sweep
 from genjax.errors import UsageError
+from genjax.models import mlp_vae
 from genjax.presets import PRESETS
 from genjax.train import num_batches, replicate
 
@@ -135,7 +136,7 @@ def experiment(args) -> dict:
     for g, group in enumerate(sweep.groups(members, vae_sweep.VARYING)):
         configs = [members[i] for i in group]
         c = configs[0]
-        model = vae_sweep.build_model(c, shape)
+        model = mlp_vae.from_config(c, shape)
         x_test = replicate(data.fixed_eval_pixels(test.images, c.pixels), mesh)
         state = replicate(vae_sweep.init_sweep(model, configs, shape), mesh)
         epoch_fn = vae_sweep.make_sweep_epoch(model, c, steps_per_epoch, mesh)

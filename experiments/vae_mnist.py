@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import cli, data, latent, plots, run, vae
-from genjax.models.mlp_vae import VAE
+from genjax.models import mlp_vae
 from genjax.presets import PRESETS, VAEConfig, make_optimizer
 from genjax.train import TrainState, fast_compiler_options, make_epoch, num_batches, replicate
 
@@ -36,7 +36,7 @@ run.preset_flag(parser, "--hidden", PRESETS, type=cli.widths("--hidden"),
 run.preset_flag(parser, "--beta", PRESETS, type=cli.non_negative_float("--beta"), help="KL weight (beta-VAE; 1 is the VAE)")
 run.preset_flag(parser, "--kl-warmup-epochs", PRESETS, type=cli.non_negative_int("--kl-warmup-epochs"),
                 help="epochs of linear KL annealing (0: none)")
-run.preset_flag(parser, "--pixels", PRESETS, choices=data.PIXEL_MODES,
+run.preset_flag(parser, "--pixels", PRESETS, choices=data.UNIT_PIXEL_MODES,
                 help="float (x/255), threshold (x/255 > 0.5) or stochastic (a Bernoulli draw each step)")
 run.preset_flag(parser, "--iwae-k", PRESETS, type=cli.positive_int("--iwae-k"),
                 help="importance samples per test image for the IWAE bound")
@@ -82,7 +82,7 @@ def experiment(args) -> dict:
     x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
 
     # Model, loss, optimizer, compiled epoch.
-    model = VAE(config.hidden, config.latent_dim, int(np.prod(train.images.shape[1:])), config.activation)
+    model = mlp_vae.from_config(config, train.images.shape[1:])
     keys = vae.seed_keys(config.seed, config.prng)
     run_key, eval_key = keys["run"], keys["eval"]
     params = vae.init_params(model, keys["init"], train.images.shape[1:])

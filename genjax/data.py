@@ -1,14 +1,21 @@
 """Image datasets from tensorflow-datasets, as in-memory uint8 arrays.
 
 Reading goes through ``tfds.data_source`` (array_record files; no TensorFlow
-needed). Decoded arrays are cached as ``.npz`` so a second run starts in
-seconds. Preparing a fresh download needs TensorFlow (the ``prepare`` extra)
-and network; without them the user hears so at once, with the fix.
+needed), record by record into one preallocated array, with an optional
+:class:`~genjax.preprocess.Preprocess` (centre crop, resize) applied to each
+record as it is decoded. Decoded arrays are cached as ``.npz`` under a key that
+includes the preprocessing, so a second run starts in seconds. Preparing a
+fresh download needs TensorFlow (the ``prepare`` extra) and network; without
+them the user hears so at once, with the fix. CelebA's files sit on Google
+Drive, whose quota often refuses TFDS: its message also names the manual route
+(the files, by hand, into ``<data_dir>/downloads/manual/``).
 
 Pixels stay ``uint8`` on the device; :func:`to_pixels` turns a batch into
-floats inside the compiled step, in one of three modes:
+floats inside the compiled step, in one of four modes:
 
 * ``float``      x / 255, in [0, 1];
+* ``signed``     x / 127.5 - 1, in [-1, 1] (for a tanh decoder, and the bins of
+  :func:`genjax.losses.discretized_logistic_log_likelihood`);
 * ``threshold``  1[x / 255 > 0.5] (the binarization of seeds 000 and 002);
 * ``stochastic`` a fresh Bernoulli(x / 255) draw each time it is called
   (each step of each epoch gets its own key).
@@ -25,6 +32,7 @@ import os
 import socket
 import sys
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -33,31 +41,45 @@ import numpy as np
 
 from genjax import prng
 from genjax.errors import UsageError
+from genjax.preprocess import Preprocess
 
-PIXEL_MODES = ("float", "threshold", "stochastic")
+PIXEL_MODES = ("float", "signed", "threshold", "stochastic")
+UNIT_PIXEL_MODES = tuple(m for m in PIXEL_MODES if m != "signed")  # pixels in [0, 1] (sigmoid decoders)
 # What each mode means, for printing beside every likelihood.
 BINARIZATION = {
     "float": "none (float pixels x/255 in [0, 1])",
+    "signed": "none (signed pixels x/127.5 - 1 in [-1, 1])",
     "threshold": "threshold (x/255 > 0.5)",
     "stochastic": "stochastic (Bernoulli(x/255) each step; test set: one fixed draw, key 0)",
 }
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "tensorflow_datasets"
+DECODE_BATCH = 256  # records asked of the source at once (__getitems__)
+NO_PREPROCESS = Preprocess()  # the images as stored
+
+# Seed 003's CelebA VAE takes 64x64 RGB images (its example feeds torch.rand(16, 3, 64, 64)) but
+# loads no CelebA and names no transform. We take the usual PyTorch CelebA VAE recipe,
+# Compose([CenterCrop(148), Resize(64)]) (e.g. AntixK/PyTorch-VAE): the 148x148 centre of the
+# 218x178 aligned face (rows 35..182, columns 15..162), bilinear-antialiased down to 64x64.
+CELEB_A_64 = Preprocess(crop=148, size=64)
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """What genjax needs to know about a TFDS dataset."""
 
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, int, int]  # as stored, before any preprocessing
     label_key: str | None  # None: the dataset has no class label
     splits: tuple[str, str]  # (train, test)
+    preprocess: Preprocess = NO_PREPROCESS  # what load_split applies unless told otherwise
+    manual_from: str | None = None  # where to fetch the source files by hand, if TFDS's download fails
 
 
 DATASETS = {
     "mnist": DatasetSpec((28, 28, 1), "label", ("train", "test")),
     "cifar10": DatasetSpec((32, 32, 3), "label", ("train", "test")),
-    "celeb_a": DatasetSpec((218, 178, 3), None, ("train", "test")),
+    "celeb_a": DatasetSpec((218, 178, 3), None, ("train", "test"), CELEB_A_64,
+                           manual_from="http://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"),
 }
 
 
@@ -70,6 +92,27 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def where_label(self, labels: int | Sequence[int]) -> ImageSet:
+        """A new set of the images whose label is one of ``labels`` (one class, or several),
+        in their original order; e.g. one digit to train an anomaly detector on."""
+        if self.labels is None:
+            raise UsageError("this dataset has no class labels to select by")
+        wanted = np.atleast_1d(np.asarray(labels))
+        keep = np.isin(self.labels, wanted)
+        if not keep.any():
+            raise UsageError(
+                f"no image has label {', '.join(map(str, wanted))}: "
+                f"the labels are {', '.join(map(str, np.unique(self.labels)))}"
+            )
+        return ImageSet(self.images[keep], self.labels[keep])
+
+
+def image_shape(name: str, preprocess: Preprocess | None = None) -> tuple[int, int, int]:
+    """(H, W, C) of the images :func:`load_split` returns for ``name`` with ``preprocess``
+    (None: the dataset's default, e.g. 64x64x3 for celeb_a)."""
+    spec = _spec(name)
+    return (spec.preprocess if preprocess is None else preprocess).output_shape(spec.image_shape)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -146,37 +189,99 @@ def _network_reachable(url: str | None, timeout: float = 5.0) -> bool:
         pool.shutdown(wait=False)
 
 
+def manual_dir(builder) -> Path:
+    """Where TFDS looks for source files downloaded by hand: ``<data_dir>/downloads/manual``."""
+    return Path(builder.data_dir_root) / "downloads" / "manual"
+
+
+def manual_files(builder) -> list[str]:
+    """The names TFDS accepts in :func:`manual_dir`: the file-name column of the builder's
+    ``checksums.tsv`` (for celeb_a: img_align_celeba.zip, list_eval_partition.txt, ...)."""
+    return sorted({info.filename for info in builder.url_infos.values() if info.filename})
+
+
+def _manual_route(name: str, builder) -> str:
+    """'' for a dataset TFDS downloads reliably, else how to fetch its files by hand."""
+    site = _spec(name).manual_from
+    if not site:
+        return ""
+    return (
+        f"; or download {', '.join(manual_files(builder))} by hand from {site} (TFDS's own download "
+        f"from Google Drive often fails on its quota) into {manual_dir(builder)}/, and the next run "
+        f"prepares {name} from them (still with TensorFlow, but no network)"
+    )
+
+
 def prepare_dataset(name: str, data_dir: Path | None) -> None:
     """Download and prepare ``name`` into ``data_dir`` as array_record files.
 
-    Needs TensorFlow (``pip install 'genjax-models[prepare]'``) and network.
-    Raises :class:`UsageError` naming the fix when either is missing, within
-    seconds (TFDS itself would retry the download for minutes).
+    Needs TensorFlow (``pip install 'genjax-models[prepare]'``) and network, or
+    for celeb_a the source files in :func:`manual_dir`. Raises
+    :class:`UsageError` naming the fix when they are missing, within seconds
+    (TFDS itself would retry the download for minutes).
     """
-    _spec(name)
+    spec = _spec(name)
     tfds = _tfds()
     builder = tfds.builder(name, data_dir=str(data_dir) if data_dir else None)
-    where = builder.data_dir
+    where, manual = builder.data_dir, _manual_route(name, builder)
     if importlib.util.find_spec("tensorflow") is None:
         raise UsageError(
             f"{name} is not prepared in {where}, and preparing a download needs TensorFlow: "
             "run `pip install 'genjax-models[prepare]'` (or `pip install -e '.[prepare]'` in a "
-            "checkout), or pass --data-dir DIR pointing at prepared TFDS data"
+            "checkout), or pass --data-dir DIR pointing at prepared TFDS data" + manual
         )
-    if not _network_reachable(_download_url(builder)):
+    by_hand = bool(spec.manual_from) and all((manual_dir(builder) / f).is_file() for f in manual_files(builder))
+    if not by_hand and not _network_reachable(_download_url(builder)):
         raise UsageError(
             f"{name} is not prepared in {where} and its download site cannot be reached: "
             "connect to the internet, or pass --data-dir DIR (or set TFDS_DATA_DIR) "
-            "pointing at prepared TFDS data"
+            "pointing at prepared TFDS data" + manual
         )
-    builder.download_and_prepare(file_format="array_record")
+    try:
+        builder.download_and_prepare(file_format="array_record")
+    except Exception as e:  # a quota page, a checksum mismatch, a dropped connection
+        if not manual:
+            raise
+        raise UsageError(f"preparing {name} in {where} failed ({type(e).__name__}: {str(e)[:300]})" + manual) from e
 
 
-def _cache_path(cache_dir: Path, name: str, split: str, builder) -> Path:
+def _cache_path(cache_dir: Path, name: str, split: str, builder, preprocess: Preprocess = NO_PREPROCESS) -> Path:
+    """``<cache>/<name>/<version>/<split>[-<preprocess tag>]-<key>.npz``; the key hashes the
+    prepared files (name, size, mtime) and the preprocessing. Without preprocessing it is
+    the key of the earlier, preprocessing-free loader, so existing caches stay valid."""
     files = sorted(Path(builder.data_path).glob(f"*{split}*"))
     stamp = "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-    key = hashlib.sha1(f"{builder.data_path}|{stamp}".encode()).hexdigest()[:12]
-    return cache_dir / name / str(builder.version) / f"{split}-{key}.npz"
+    tag = preprocess.tag
+    key = hashlib.sha1(f"{builder.data_path}|{stamp}{'|' + tag if tag else ''}".encode()).hexdigest()[:12]
+    return cache_dir / name / str(builder.version) / f"{split}-{tag + '-' if tag else ''}{key}.npz"
+
+
+def decode_source(
+    source,
+    spec: DatasetSpec,
+    preprocess: Preprocess = NO_PREPROCESS,
+    batch_size: int = DECODE_BATCH,
+    where: str = "the source",
+) -> ImageSet:
+    """Every record of ``source`` (``len`` and ``[i]``, and ``__getitems__`` if it has it)
+    decoded into one preallocated uint8 array, ``batch_size`` records at a time, each
+    image preprocessed as it arrives: peak memory is the result plus one batch of raw
+    records, never a list of all records beside a stacked copy."""
+    n = len(source)
+    images = np.empty((n, *preprocess.output_shape(spec.image_shape)), np.uint8)
+    labels = np.empty(n, np.int32) if spec.label_key else None
+    get_many = getattr(source, "__getitems__", None)
+    for start in range(0, n, batch_size):
+        keys = list(range(start, min(start + batch_size, n)))
+        records = get_many(keys) if get_many else [source[i] for i in keys]
+        for i, record in zip(keys, records):
+            image = np.asarray(record["image"])
+            if image.shape != spec.image_shape:
+                raise UsageError(f"{where}: record {i} has an image of shape {image.shape}, expected {spec.image_shape}")
+            images[i] = preprocess(image)
+            if labels is not None:
+                labels[i] = record[spec.label_key]
+    return ImageSet(images, labels)
 
 
 def load_split(
@@ -184,28 +289,27 @@ def load_split(
     split: str,
     data_dir: str | os.PathLike | None = None,
     cache_dir: Path | None = None,
+    preprocess: Preprocess | None = None,
 ) -> ImageSet:
-    """One split of a TFDS image dataset, decoded once and cached as ``.npz``."""
+    """One split of a TFDS image dataset, decoded once (with ``preprocess``; None: the
+    dataset's default, see :data:`DATASETS`) and cached as ``.npz``."""
     spec = _spec(name)
+    preprocess = spec.preprocess if preprocess is None else preprocess
+    preprocess.output_shape(spec.image_shape)  # a crop too large fails before any decoding
     data_dir = resolve_data_dir(data_dir)
     tfds = _tfds()
     builder = tfds.builder(name, data_dir=str(data_dir) if data_dir else None)
     if not builder.is_prepared():
         prepare_dataset(name, data_dir)
-    cache = _cache_path(cache_dir or default_cache_dir(), name, split, builder)
+    cache = _cache_path(cache_dir or default_cache_dir(), name, split, builder, preprocess)
     if cache.exists():
         with np.load(cache) as f:
             return ImageSet(f["images"], f["labels"] if "labels" in f else None)
     source = tfds.data_source(name, split=split, data_dir=str(data_dir) if data_dir else None, download=False)
-    records = [source[i] for i in range(len(source))]
-    images = np.stack([r["image"] for r in records]).astype(np.uint8)
-    if images.shape[1:] != spec.image_shape:
-        raise UsageError(f"{name}/{split}: images of shape {images.shape[1:]}, expected {spec.image_shape}")
-    labels = None
-    if spec.label_key:
-        labels = np.asarray([r[spec.label_key] for r in records], dtype=np.int32)
-    _save_npz_atomically(cache, images=images, **({"labels": labels} if labels is not None else {}))
-    return ImageSet(images, labels)
+    result = decode_source(source, spec, preprocess, where=f"{name}/{split}")
+    arrays = {"images": result.images, **({"labels": result.labels} if result.labels is not None else {})}
+    _save_npz_atomically(cache, **arrays)
+    return result
 
 
 def _save_npz_atomically(path: Path, **arrays) -> None:
@@ -220,11 +324,15 @@ def _save_npz_atomically(path: Path, **arrays) -> None:
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, cache_dir: Path | None = None
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: Path | None = None,
+    preprocess: Preprocess | None = None,
 ) -> tuple[ImageSet, ImageSet]:
-    """(train, test) splits of ``name``."""
+    """(train, test) splits of ``name``, both with ``preprocess`` (see :func:`load_split`)."""
     train, test = _spec(name).splits
-    return load_split(name, train, data_dir, cache_dir), load_split(name, test, data_dir, cache_dir)
+    return (load_split(name, train, data_dir, cache_dir, preprocess),
+            load_split(name, test, data_dir, cache_dir, preprocess))
 
 
 def check_pixel_mode(mode: str) -> str:
@@ -234,7 +342,10 @@ def check_pixel_mode(mode: str) -> str:
 
 
 def to_pixels(images: jax.Array, mode: str, key: jax.Array | None = None) -> jax.Array:
-    """uint8 images -> float32 pixels in [0, 1] by ``mode`` (see the module docstring)."""
+    """uint8 images -> float32 pixels by ``mode`` (see the module docstring): in [0, 1],
+    or in [-1, 1] for ``signed`` (exactly -1 + 2k/255 for the byte k)."""
+    if mode == "signed":
+        return images.astype(jnp.float32) / 127.5 - 1.0
     x = images.astype(jnp.float32) / 255.0
     if mode == "float":
         return x

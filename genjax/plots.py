@@ -12,9 +12,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+DPI = 100
+TITLE_POINTS = 10
+MARGIN = 4  # PNG pixels around the title
+
 
 def tile(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
-    """(rows*cols, H, W[, C]) images in [0, 1] -> one (rows*(H+pad), cols*(W+pad)[, C]) mosaic."""
+    """(rows*cols, H, W[, C]) images in [0, 1] -> one (rows*(H+pad)+pad, cols*(W+pad)+pad[, C]) mosaic
+    on white (grey (H, W) or (H, W, 1), or colour (H, W, 3))."""
     images = np.asarray(images)[: rows * cols]
     n, h, w = images.shape[:3]
     extra = images.shape[3:]
@@ -25,25 +30,55 @@ def tile(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def _show(path: Path, image: np.ndarray, title: str, size: float) -> None:
-    fig, ax = plt.subplots(figsize=(size, size * image.shape[0] / image.shape[1]))
-    ax.imshow(np.squeeze(image), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """An (H, W), (H, W, 1) or (H, W, 3) image in [0, 1] -> uint8 (H, W, 3): clipped to [0, 1]
+    (NaN as 0), round(255 x), grey repeated into the three channels."""
+    image = np.nan_to_num(np.asarray(image, np.float32))
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected a grey (H, W[, 1]) or colour (H, W, 3) image, got shape {image.shape}")
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _show(path: Path, image: np.ndarray, title: str, size: float, scale: int | None = None) -> None:
+    """``image`` drawn pixel for pixel, each image pixel a ``scale`` x ``scale`` block of PNG pixels
+    (None: the whole number that makes it about ``size`` inches wide at 100 dpi), the title above.
+
+    The PNG is max(W * scale, title width) x (H * scale + title band) pixels, the image centred
+    at its bottom; drawn with ``figimage``, so no resampling blurs or unevens the pixels.
+    """
+    rgb = to_rgb8(image)
+    h, w = rgb.shape[:2]
+    scale = scale or max(1, round(size * DPI / w))
+    pixels = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    fig = plt.figure(dpi=DPI)
+    text = fig.text(0.5, 1.0, title, ha="center", va="top", fontsize=TITLE_POINTS)
+    box = text.get_window_extent(renderer=fig.canvas.get_renderer())
+    width = max(w * scale, int(np.ceil(box.width)) + 2 * MARGIN)
+    height = h * scale + int(np.ceil(box.height)) + 2 * MARGIN
+    fig.set_size_inches(width / DPI, height / DPI)
+    text.set_y(1.0 - MARGIN / height)
+    fig.figimage(pixels, xo=(width - w * scale) // 2, yo=0, origin="upper")
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
-def save_grid(path: Path, images: np.ndarray, rows: int, cols: int, title: str) -> None:
-    """A rows x cols grid of images, e.g. 8x8 prior samples."""
-    _show(path, tile(images, rows, cols), title, size=0.8 * cols)
+def save_grid(path: Path, images: np.ndarray, rows: int, cols: int, title: str, scale: int | None = None) -> None:
+    """A rows x cols grid of grey (N, H, W[, 1]) or colour (N, H, W, 3) images in [0, 1], e.g. 8x8
+    prior samples; ``scale`` PNG pixels per image pixel (None: about 0.8 inch a column)."""
+    _show(path, tile(images, rows, cols), title, size=0.8 * cols, scale=scale)
 
 
-def save_reconstructions(path: Path, originals: np.ndarray, reconstructions: np.ndarray, title: str) -> None:
-    """Originals in the top row, their reconstructions beneath."""
+def save_reconstructions(
+    path: Path, originals: np.ndarray, reconstructions: np.ndarray, title: str, scale: int | None = None
+) -> None:
+    """Originals in the top row, their reconstructions beneath (grey or colour, as :func:`save_grid`)."""
     n = len(originals)
     both = np.concatenate([originals, reconstructions])
-    _show(path, tile(both, 2, n), title, size=0.8 * n)
+    _show(path, tile(both, 2, n), title, size=0.8 * n, scale=scale)
 
 
 def save_curves(path: Path, epochs: Sequence[int], curves: dict[str, Sequence[float]], ylabel: str, title: str) -> None:
@@ -78,3 +113,21 @@ def manifold_grid(n: int = 20, extent: float = 3.0) -> np.ndarray:
     xs = np.linspace(-extent, extent, n)
     ys = xs[::-1]
     return np.array([[x, y] for y in ys for x in xs], np.float32)
+
+
+def save_lines(path: Path, xs: Sequence[float], curves: dict[str, Sequence[float]], xlabel: str, ylabel: str,
+               title: str, log_x: bool = False) -> None:
+    """One line per named curve against any x (e.g. the latent size of a study)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in curves.items():
+        ax.plot(xs, [np.nan if v is None else v for v in values], marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(list(xs), [str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -25,11 +25,6 @@ from genjax.train import TrainState, fast_compiler_options, make_epoch
 VARYING = (*vae.HYPERPARAMETERS, "seed")  # what may differ inside one vmapped group
 
 
-def build_model(config, image_shape: tuple[int, int, int], num_classes: int = 0) -> VAE:
-    """The MLP VAE a config describes (seeds 000, 002, 003), for images of ``image_shape``."""
-    return VAE(config.hidden, config.latent_dim, int(np.prod(image_shape)), config.activation, num_classes)
-
-
 def init_sweep(model: VAE, configs: Sequence, image_shape) -> sweep.Sweep:
     """The stacked initial states of ``configs`` (one group), each from its own seed's keys."""
     states = []
@@ -102,5 +97,5 @@ def prior_samples(model: VAE, s: sweep.Sweep, configs: Sequence, n: int, image_s
     return out
 
 
-__all__ = ["VARYING", "build_model", "eval_keys", "final_metrics", "init_sweep", "make_evaluate",
+__all__ = ["VARYING", "eval_keys", "final_metrics", "init_sweep", "make_evaluate",
            "make_sweep_epoch", "prior_samples"]

@@ -1,16 +1,18 @@
-"""genjax.data: pixel modes, MNIST loading and its cache, data-dir resolution, CIFAR-10 via TFDS mocks."""
+"""genjax.data: pixel modes, MNIST loading and its cache, data-dir resolution, CIFAR-10 via TFDS mocks.
+
+Colour datasets, preprocessing, streaming decoding and the label filter: test_data_colour.py.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
+from tfds_mocks import mock_tfds
 
 import genjax.data as data
 from genjax.errors import UsageError
@@ -52,6 +54,15 @@ def test_to_pixels_stochastic_is_bernoulli_of_intensity():
     np.testing.assert_array_equal(x, z)  # same key, same draw
 
 
+def test_to_pixels_signed_is_x_over_127_5_minus_1():
+    x = np.asarray(data.to_pixels(ALL_VALUES, "signed"))
+    assert x.dtype == np.float32
+    assert x[0] == -1.0 and x[255] == 1.0 and x.min() == -1.0 and x.max() == 1.0  # exact ends
+    np.testing.assert_allclose(x, -1.0 + 2.0 * np.arange(256) / 255.0, rtol=0, atol=1e-6)
+    assert np.all(np.diff(x) > 0)  # 256 distinct, increasing values
+    np.testing.assert_array_equal(data.fixed_eval_pixels(np.asarray(ALL_VALUES), "signed"), x)
+
+
 def test_fixed_eval_pixels_stochastic_is_one_fixed_binary_draw():
     images = np.tile(np.arange(256, dtype=np.uint8), (20, 1))
     a = np.asarray(data.fixed_eval_pixels(images, "stochastic"))
@@ -69,6 +80,8 @@ def test_pixel_mode_checks():
     with pytest.raises(UsageError):
         data.to_pixels(ALL_VALUES, "bogus")
     assert data.is_binary("threshold") and data.is_binary("stochastic") and not data.is_binary("float")
+    assert not data.is_binary("signed")
+    assert set(data.BINARIZATION) == set(data.PIXEL_MODES)
 
 
 # --- MNIST ------------------------------------------------------------------
@@ -191,9 +204,7 @@ def test_offline_switch_and_unreachable_hosts(monkeypatch):
 
 def test_cifar10_load_split_with_mock_data(tmp_path):
     # mock_data fakes the records but not the prepared files that load_split checks for first.
-    with tfds.testing.mock_data(num_examples=7), mock.patch(
-        "tensorflow_datasets.core.dataset_builder.DatasetBuilder.is_prepared", lambda self: True
-    ):
+    with mock_tfds(num_examples=7):
         train = data.load_split("cifar10", "train", cache_dir=tmp_path)
         assert train.images.shape == (7, 32, 32, 3) and train.images.dtype == np.uint8
         assert train.labels.shape == (7,) and np.issubdtype(train.labels.dtype, np.integer)

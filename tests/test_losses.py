@@ -142,3 +142,100 @@ def test_importance_weighted_bound_is_stable_for_very_negative_log_weights():
     got = float(losses.importance_weighted_bound(log_w)[0])
     want = -1e4 + math.log((1 + math.exp(-1) + math.exp(-2)) / 3)
     assert got == pytest.approx(want, abs=2e-3)
+
+
+# --- the discretized logistic (8-bit colour pixels on [-1, 1]) ----------------------------------
+
+PIXELS = -1.0 + 2.0 * np.arange(256) / 255.0  # what data.to_pixels(images, "signed") gives
+
+
+def _per_value(mean, log_scale, x=PIXELS):
+    """log P(x) for each x alone (a trailing axis of one pixel, which the likelihood sums over)."""
+    x = jnp.asarray(x, jnp.float32)[..., None]
+    return np.asarray(losses.discretized_logistic_log_likelihood(jnp.float32(mean), jnp.float32(log_scale), x))
+
+
+def _scipy_log_probs(mean, log_scale, x=PIXELS):
+    """float64 reference: differences of the logistic CDF (or, right of the mean, of its
+    survival function, where 1 - CDF keeps its digits), the edge bins to -inf and +inf."""
+    s, w = math.exp(log_scale), 1.0 / 255.0
+    a, b = (x + w - mean) / s, (x - w - mean) / s
+    with np.errstate(divide="ignore"):
+        log_sf_b, log_sf_a, log_cdf_a, log_cdf_b = (stats.logistic.logsf(b), stats.logistic.logsf(a),
+                                                    stats.logistic.logcdf(a), stats.logistic.logcdf(b))
+        right = log_sf_b + np.log1p(-np.exp(log_sf_a - log_sf_b))
+        left = log_cdf_a + np.log1p(-np.exp(log_cdf_b - log_cdf_a))
+    out = np.where(x > mean, right, left)
+    out[x < -0.999] = log_cdf_a[x < -0.999]
+    out[x > 0.999] = log_sf_b[x > 0.999]
+    return out
+
+
+@pytest.mark.parametrize("log_scale", [-9.0, -7.0, -4.0, -2.0, 0.0, 2.0, 5.0, 10.0])
+def test_discretized_logistic_sums_to_one_over_the_256_values(log_scale):
+    for mean in (-3.0, -1.0, -0.3, 0.0, 0.37, 1.0, 2.5):
+        log_p = _per_value(mean, log_scale)
+        assert log_p.shape == (256,) and np.all(np.isfinite(log_p)) and np.all(log_p <= 1e-6)
+        assert special.logsumexp(log_p.astype(np.float64)) == pytest.approx(0.0, abs=2e-6), mean
+
+
+def test_discretized_logistic_matches_scipy_cdf_differences():
+    x = PIXELS
+    for mean, log_scale in [(0.0, -2.0), (0.37, -2.5), (-0.8, -1.0), (0.5, 0.0), (-0.2, 1.5), (1.0, -2.5)]:
+        s, w = math.exp(log_scale), 1.0 / 255.0
+        cdf = stats.logistic.cdf
+        p = cdf((x + w - mean) / s) - cdf((x - w - mean) / s)
+        p[0], p[-1] = cdf((x[0] + w - mean) / s), 1.0 - cdf((x[-1] - w - mean) / s)
+        assert p.min() > 1e-12  # moderate values: no bin so far right that 1 - CDF loses its digits
+        np.testing.assert_allclose(_per_value(mean, log_scale), np.log(p), rtol=1e-5, atol=1e-5)
+
+
+def test_discretized_logistic_far_tails_stay_accurate():
+    # Probabilities far below float32's range (e^-2000) are exact logs, not the midpoint rule.
+    for mean, log_scale in [(-1.0, -7.0), (0.9, -6.0), (0.0, -5.0)]:
+        want = _scipy_log_probs(mean, log_scale)
+        assert want.min() < -100
+        np.testing.assert_allclose(_per_value(mean, log_scale), want, rtol=1e-5)
+
+
+def test_discretized_logistic_reduces_over_the_last_axis_and_broadcasts():
+    rng = np.random.default_rng(3)
+    x = PIXELS[rng.integers(0, 256, (4, 2, 6))].astype(np.float32)  # (B, K, D) pixels
+    mean = np.tanh(rng.normal(size=(4, 2, 6))).astype(np.float32)
+    log_scale = np.float32(-2.5)  # one shared (e.g. learned) log-scale
+    got = np.asarray(losses.discretized_logistic_log_likelihood(mean, log_scale, x))
+    assert got.shape == (4, 2)
+    want = np.array([[_scipy_log_probs(mean[b, k, d], -2.5, x[b, k, d:d + 1])[0] for d in range(6)]
+                     for b in range(4) for k in range(2)]).sum(-1).reshape(4, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    per_dim = np.full(6, -2.5, np.float32)  # one log-scale per sub-pixel gives the same
+    np.testing.assert_allclose(losses.discretized_logistic_log_likelihood(mean, per_dim, x), got, rtol=1e-6)
+
+
+def test_discretized_logistic_gradients_are_finite():
+    means, log_scales = np.meshgrid(np.linspace(-3, 3, 13), [-9.0, -7.0, -4.0, -1.0, 0.0, 3.0, 10.0])
+    x = jnp.asarray(PIXELS, jnp.float32)[:, None, None]  # every value, against every (mean, scale)
+
+    def total(mean, log_scale):
+        return losses.discretized_logistic_log_likelihood(mean[..., None], log_scale[..., None], x[..., None]).sum()
+
+    g_mean, g_scale = jax.grad(total, argnums=(0, 1))(jnp.asarray(means, jnp.float32), jnp.asarray(log_scales, jnp.float32))
+    assert np.all(np.isfinite(np.asarray(g_mean))) and np.all(np.isfinite(np.asarray(g_scale)))
+    # One pixel at x = 0.5: the mean is pulled towards it, and a broad scale narrows.
+    grad = jax.grad(lambda m, s: losses.discretized_logistic_log_likelihood(m, s, jnp.array([0.5])), argnums=(0, 1))
+    gm, gs = grad(jnp.float32(0.0), jnp.float32(0.0))
+    assert float(gm) > 0 and float(gs) < 0
+    # Against central differences, in the interior (x = 0.2) and at an edge bin (x = 1).
+    for pixel in (0.2, 1.0):
+        def f(m, s, pixel=pixel):
+            return losses.discretized_logistic_log_likelihood(jnp.float32(m), jnp.float32(s), jnp.array([pixel]))
+
+        gm, gs = jax.grad(f, argnums=(0, 1))(0.1, -2.0)
+        assert float(gm) == pytest.approx(float(f(0.1 + 1e-3, -2.0) - f(0.1 - 1e-3, -2.0)) / 2e-3, rel=1e-2)
+        assert float(gs) == pytest.approx(float(f(0.1, -2.0 + 1e-3) - f(0.1, -2.0 - 1e-3)) / 2e-3, rel=1e-2)
+
+
+def test_bits_per_dim():
+    d = 32 * 32 * 3
+    assert float(losses.bits_per_dim(jnp.float32(d * math.log(256.0)), d)) == pytest.approx(8.0, rel=1e-6)
+    np.testing.assert_allclose(losses.bits_per_dim(jnp.array([0.0, math.log(2.0) * 10]), 10), [0.0, 1.0], rtol=1e-6)

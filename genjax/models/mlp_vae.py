@@ -90,3 +90,11 @@ class VAE(nn.Module):
 
     def decode(self, z: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         return self.decoder(z, cond)
+
+
+def from_config(config, image_shape: tuple[int, int, int], num_classes: int = 0) -> VAE:
+    """The MLP VAE a preset describes (``hidden``, ``latent_dim``, ``activation``) for images of ``image_shape``."""
+    num_pixels = 1
+    for n in image_shape:
+        num_pixels *= int(n)
+    return VAE(tuple(config.hidden), config.latent_dim, num_pixels, config.activation, num_classes)
