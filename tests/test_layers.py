@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.models.layers import DownConv, UpConv, conv2d
+from genjax.models.layers import Conv2d, ConvTranspose2d, DownConv, UpConv, conv2d
 
 
 def _lax_conv(x, kernel, padding):
@@ -53,3 +53,76 @@ def test_downconv_is_the_strided_convolution_with_the_same_gradients():
     assert down.apply(variables, x).shape == (3, 4, 3, 5)
     for got, want in zip(jax.grad(loss(down), (0, 1))(variables, x), jax.grad(loss(strided), (0, 1))(variables, x)):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, want)
+
+
+def _torch_layer_like(variables, conv, *, transposed: bool):
+    """A PyTorch layer holding ``variables``' kernel (HWIO -> (out, in, k, k), or (in, out, k, k) transposed)."""
+    torch = pytest.importorskip("torch")
+    w, b = np.array(variables["params"]["kernel"]), np.array(variables["params"]["bias"])  # writable copies
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w.transpose((2, 3, 0, 1) if transposed else (3, 2, 0, 1)).copy()))
+        conv.bias.copy_(torch.from_numpy(b))
+    return conv
+
+
+def _torch_value_and_grads(layer, x):
+    """y, d sum(sin y) / d (x, kernel) of a PyTorch layer, in NHWC / HWIO."""
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    y = layer(xt)
+    torch.sin(y).sum().backward()
+    dw = layer.weight.grad.numpy()
+    dw = dw.transpose((2, 3, 0, 1) if isinstance(layer, torch.nn.ConvTranspose2d) else (2, 3, 1, 0))
+    return y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1), dw
+
+
+@pytest.mark.parametrize("k, stride, padding, h, w", [(3, 2, 1, 14, 14), (3, 2, 1, 7, 9), (4, 2, 1, 7, 7),
+                                                      (4, 2, 1, 8, 6), (3, 1, 1, 5, 6), (5, 2, 2, 9, 8)])
+def test_conv2d_module_is_pytorchs_conv2d_with_its_gradients(k, stride, padding, h, w):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(k + h).normal(size=(2, h, w, 3)).astype(np.float32)
+    layer = Conv2d(4, k, stride, padding)
+    variables = layer.init(jax.random.key(0), x)
+    ref = _torch_layer_like(variables, torch.nn.Conv2d(3, 4, k, stride, padding), transposed=False)
+    y_ref, dx_ref, dw_ref = _torch_value_and_grads(ref, x)
+    loss = lambda v, x: jnp.sum(jnp.sin(layer.apply(v, x)))  # noqa: E731
+    dv, dx = jax.grad(loss, (0, 1))(variables, x)
+    np.testing.assert_allclose(layer.apply(variables, x), y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dv["params"]["kernel"], dw_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k, padding, output_padding, h, w", [(4, 1, 1, 3, 3), (4, 1, 0, 3, 5), (3, 1, 1, 7, 7),
+                                                              (3, 1, 0, 4, 5), (5, 2, 1, 4, 3), (3, 1, (1, 0), 4, 4)])
+def test_conv_transpose2d_module_is_pytorchs_with_its_gradients(k, padding, output_padding, h, w):
+    """Flax's nn.ConvTranspose pads differently; this layer follows PyTorch's padding and output_padding."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(k + h).normal(size=(2, h, w, 3)).astype(np.float32)
+    layer = ConvTranspose2d(4, k, padding, output_padding)
+    variables = layer.init(jax.random.key(0), x)
+    ref = _torch_layer_like(variables, torch.nn.ConvTranspose2d(3, 4, k, 2, padding, output_padding), transposed=True)
+    y_ref, dx_ref, dw_ref = _torch_value_and_grads(ref, x)
+    loss = lambda v, x: jnp.sum(jnp.sin(layer.apply(v, x)))  # noqa: E731
+    dv, dx = jax.grad(loss, (0, 1))(variables, x)
+    assert layer.apply(variables, x).shape == y_ref.shape
+    np.testing.assert_allclose(layer.apply(variables, x), y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dv["params"]["kernel"], dw_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_modules_at_4x4_stride_2_padding_1_are_downconv_and_upconv():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 6, 8, 3)), jnp.float32)
+    for general, special in ((Conv2d(5, 4, 2, 1), DownConv(5)), (ConvTranspose2d(5, 4, 1), UpConv(5))):
+        variables = general.init(jax.random.key(0), x)
+        np.testing.assert_allclose(general.apply(variables, x), special.apply(variables, x), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_modules_start_from_pytorchs_default_initialization():
+    """kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in)), fan_in = k^2 c_in (Conv2d), k^2 c_out (ConvTranspose2d)."""
+    x = jnp.zeros((1, 8, 8, 16))
+    for layer, fan_in in ((Conv2d(32, 3, 2, 1), 9 * 16), (ConvTranspose2d(8, 4, 1), 16 * 8)):
+        params = layer.init(jax.random.key(0), x)["params"]
+        bound = 1 / np.sqrt(fan_in)
+        for name in ("kernel", "bias"):
+            values = np.abs(np.asarray(params[name]))
+            assert values.max() <= bound and values.max() > (0.9 if name == "kernel" else 0.5) * bound, name

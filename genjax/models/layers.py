@@ -147,3 +147,152 @@ class DownConv(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
+
+
+def torch_conv_init(transposed: bool = False):
+    """PyTorch's default for an HWIO conv kernel, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)):
+    fan_in = k_h k_w c_in for ``nn.Conv2d``; k_h k_w c_out for ``nn.ConvTranspose2d`` (PyTorch
+    reads fan_in off the weight's dim 1, which for a transposed convolution is c_out).
+    The bias is U(+-1/sqrt(fan_in)) with the same fan_in (:func:`torch_uniform`)."""
+    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform",
+                                            in_axis=-1 if transposed else -2, out_axis=-2 if transposed else -1)
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
+    """Spatial size after PyTorch's ``Conv2d``: floor((size + 2 padding - kernel_size) / stride) + 1."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def transposed_output_padding(size: int, target: int, kernel_size: int, padding: int, stride: int = 2) -> int:
+    """The ``output_padding`` with which ``ConvTranspose2d`` maps ``size`` to ``target``, i.e. undoes
+    the size change of the ``Conv2d`` with the same kernel, stride and padding that mapped target to
+    size: target - [(size - 1) stride - 2 padding + kernel_size], which must be in [0, stride)."""
+    extra = target - ((size - 1) * stride - 2 * padding + kernel_size)
+    if not 0 <= extra < stride:
+        raise ValueError(f"no output_padding maps {size} to {target} (kernel {kernel_size}, stride {stride}, "
+                         f"padding {padding}): it would be {extra}")
+    return extra
+
+
+def _pad_or_crop(x: jax.Array, before: tuple[int, int], length: tuple[int, int]) -> jax.Array:
+    """x (N, H, W, C) with ``before`` zero rows/columns put in front, then padded with zeros or
+    cropped at the end to ``length`` (rows, columns)."""
+    (top, left), (rows, cols) = before, length
+    x = jnp.pad(x, ((0, 0), (top, max(0, rows - top - x.shape[1])), (left, max(0, cols - left - x.shape[2])), (0, 0)))
+    return x[:, :rows, :cols]
+
+
+class Conv2d(nn.Module):
+    r"""PyTorch's ``Conv2d(c_in, features, kernel_size, stride, padding)`` (stride 1 or 2) in NHWC,
+    with PyTorch's default initialization and :func:`conv2d`'s loop-friendly gradient. Stride 2
+    is :class:`DownConv`'s space-to-depth form for any kernel size: the kernel, zero-padded to an
+    even size 2t, is split into 2x2 blocks, and
+
+        y[i, j] = \sum_{k, l < 2t} x_{pad}[2i + k, 2j + l] W[k, l]
+                = \sum_{u, v < t} s[i + u, j + v] \cdot W[2u : 2u + 2, 2v : 2v + 2],
+
+    s[m, n] holding the 2x2 block x_pad[2m : 2m + 2, 2n : 2n + 2]. Any input size (odd ones too):
+    the output is PyTorch's, floor((H + 2 padding - kernel_size) / stride) + 1 rows.
+    """
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 0
+    use_bias: bool = True
+    kernel_init: Callable | None = None  # None: PyTorch's default (torch_conv_init())
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        k, p, f = self.kernel_size, self.padding, self.features
+        kernel = self.param("kernel", self.kernel_init or torch_conv_init(), (k, k, c, f))
+        if self.stride == 1:
+            y = conv2d(x, kernel, ((p, p), (p, p)))
+        elif self.stride == 2:
+            t = (k + 1) // 2
+            ho, wo = conv_output_size(h, k, 2, p), conv_output_size(w, k, 2, p)
+            xp = _pad_or_crop(x, (p, p), (2 * (ho + t - 1), 2 * (wo + t - 1)))
+            blocks = xp.reshape(n, ho + t - 1, 2, wo + t - 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
+            k2 = jnp.pad(kernel, ((0, 2 * t - k), (0, 2 * t - k), (0, 0), (0, 0)))
+            k2 = k2.reshape(t, 2, t, 2, c, f).transpose(0, 2, 1, 3, 4, 5)  # (u, v, p, q, c, f)
+            y = conv2d(blocks.reshape(n, ho + t - 1, wo + t - 1, 4 * c), k2.reshape(t, t, 4 * c, f), ((0, 0), (0, 0)))
+        else:
+            raise ValueError(f"stride {self.stride}: only 1 and 2")
+        if self.use_bias:
+            y = y + self.param("bias", torch_uniform(k * k * c), (f,))
+        return y
+
+
+def _phase_taps(kernel_size: int, padding: int) -> tuple[int, list[list[int]]]:
+    """For a stride-2 transposed convolution along one axis, y[2i + k - padding] += x[i] w[k]: output
+    phase a (y[2m + a]) is \\sum_u x[m + u] w[a + padding - 2u]. Returns the first offset u_0 and,
+    per phase, the tap index of w for u = u_0, u_0 + 1, ... (``kernel_size``, a zero tap, where
+    a + padding - 2u is outside the kernel)."""
+    offsets = [(a + padding - k) // 2 for a in (0, 1) for k in range(kernel_size) if (a + padding - k) % 2 == 0]
+    lo, hi = min(offsets), max(offsets)
+    taps = [[a + padding - 2 * u if 0 <= a + padding - 2 * u < kernel_size else kernel_size
+             for u in range(lo, hi + 1)] for a in (0, 1)]
+    return lo, taps
+
+
+class ConvTranspose2d(nn.Module):
+    r"""PyTorch's ``ConvTranspose2d(c_in, features, kernel_size, stride=2, padding, output_padding)``
+    in NHWC, H -> 2 (H - 1) - 2 padding + kernel_size + output_padding, with PyTorch's default
+    initialization. :class:`UpConv`'s form for any kernel size, padding and output padding: one
+    stride-1 :func:`conv2d` to 4 ``features`` channels, one per output phase (a, b), and a
+    depth-to-space shuffle,
+
+        y[2m + a, 2n + b] = \sum_{u, v} x[m + u, n + v] W[a + padding - 2u, b + padding - 2v],
+
+    (taps outside the kernel are zero; ``output_padding`` rows at the end are the ones the full
+    transposed convolution has there, zero input rows contributing nothing). W is
+    (kernel_size, kernel_size, c_in, features): PyTorch's weight (c_in, features, k, k)
+    transposed by (2, 3, 0, 1), unflipped.
+    """
+
+    features: int
+    kernel_size: int = 4
+    padding: int = 1
+    output_padding: int | tuple[int, int] = 0  # (rows, columns), or one for both
+    use_bias: bool = True
+    kernel_init: Callable | None = None  # None: PyTorch's default (torch_conv_init(transposed=True))
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        k, p, f = self.kernel_size, self.padding, self.features
+        extra = (self.output_padding,) * 2 if isinstance(self.output_padding, int) else tuple(self.output_padding)
+        if not (0 <= p < k and all(e in (0, 1) for e in extra)):
+            raise ValueError(f"padding {p} and output_padding {self.output_padding} need 0 <= padding < "
+                             f"kernel_size and output_padding in {{0, 1}}")
+        kernel = self.param("kernel", self.kernel_init or torch_conv_init(transposed=True), (k, k, c, f))
+        ho, wo = (2 * (s - 1) - 2 * p + k + e for s, e in zip((h, w), extra))
+        mh, mw = (ho + 1) // 2, (wo + 1) // 2  # rows and columns per phase
+        lo, taps = _phase_taps(k, p)
+        t = len(taps[0])
+        xp = _pad_or_crop(x, (-lo, -lo), (mh + t - 1, mw + t - 1))
+        padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k is a zero tap
+        taps = jnp.array(taps)  # (2 phases, t offsets)
+        kt = padded[taps[:, None, :, None], taps[None, :, None, :]]  # (a, b, u, v, c, f)
+        kt = kt.transpose(2, 3, 4, 0, 1, 5).reshape(t, t, c, 4 * f)
+        y = conv2d(xp, kt, ((0, 0), (0, 0)))
+        y = y.reshape(n, mh, mw, 2, 2, f).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * mh, 2 * mw, f)[:, :ho, :wo]
+        if self.use_bias:
+            y = y + self.param("bias", torch_uniform(k * k * f), (f,))
+        return y
+
+
+def torch_batch_norm(name: str | None = None) -> nn.BatchNorm:
+    """PyTorch's ``BatchNorm2d``/``BatchNorm1d`` defaults (momentum 0.1, i.e. Flax's 0.9; eps 1e-5;
+    scale 1, shift 0); statistics in the ``batch_stats`` collection. Call it as
+    ``norm(h, use_running_average=not train, mask=batch_norm_mask(mask, h, train))``."""
+    return nn.BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def batch_norm_mask(mask: jax.Array | None, h: jax.Array, train: bool) -> jax.Array | None:
+    """The per-example ``mask`` (B,) (1 real, 0 padding) broadcast against h (B, ...) as BatchNorm's
+    ``mask``, so padded rows stay out of the batch statistics; None in eval mode or without one."""
+    if mask is None or not train:
+        return None
+    return mask.reshape(-1, *([1] * (h.ndim - 1))) > 0
