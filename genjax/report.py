@@ -14,6 +14,8 @@ def _cell(value, fmt: str) -> str:
         return "-"
     if isinstance(value, str):
         return value
+    if fmt == "d" and isinstance(value, float):  # a mean of counts
+        return format(value, ".1f")
     return format(value, fmt)
 
 
