@@ -119,3 +119,129 @@ GAN_PRESETS = {
     # DCGAN (Radford et al.): z 100, BatchNorm in G, Adam(2e-4, beta1 0.5).
     "dcgan": GANConfig("dcgan", "dcgan", 100, 64, "adam", 2e-4, 0.5),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class AEConfig:
+    """A deterministic autoencoder (genjax.autoencoder), plain or denoising (``noise`` > 0)."""
+
+    preset: str
+    model: str  # mlp | conv | fully_conv
+    widths: tuple[int, ...]  # mlp: hidden widths (the decoder mirrors them); conv: channels of each stride-2 conv
+    latent_dim: int  # fully_conv: fixed by the last feature map (2 x 2 x 96 = 384 for seed 001)
+    recon: str  # bce | mse, summed over pixels, averaged over images
+    optimizer: str
+    lr: float
+    epochs: int
+    batch_size: int = 128
+    dataset: str = "mnist"
+    pixels: str = "float"  # x/255, the seeds' ToTensor
+    noise: float = 0.0  # denoising: std of the Gaussian added to the input (clipped to [0, 1]); 0 = plain AE
+    seed: int = 0
+    num_samples: int = 10000  # N(0, I) decodes scored by the evaluator (MNIST)
+    vae_preset: str = "seed003"  # the VAE (PRESETS) compared with it, given this AE's latent size
+    prng: str = "rbg"
+
+
+AE_PRESETS = {
+    # Seed 003: 784-400(ReLU)-20, 20-400(ReLU)-784(sigmoid); its criterion F.mse_loss; Adam 1e-3.
+    "seed003": AEConfig("seed003", "mlp", (400,), 20, "mse", "adam", 1e-3, 10),
+    # Seed 004: Conv 16, 32 (3x3, stride 2) -> Linear 2; BCELoss(sum) / batch, Adam 1e-3, batch 128, 10 epochs.
+    "seed004": AEConfig("seed004", "conv", (16, 32), 2, "bce", "adam", 1e-3, 10),
+    # Seed 001: CIFAR-10 3x32x32 -> Conv 12, 24, 48, 96 (4x4, stride 2) = 96x2x2 -> back; the seed gives no
+    # training loop: MSE ("usually Mean Squared Error" in its text), Adam 1e-3 as its VAE, batch 128.
+    "seed001": AEConfig("seed001", "fully_conv", (12, 24, 48, 96), 384, "mse", "adam", 1e-3, 10, dataset="cifar10"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AEApplicationsConfig:
+    """Seed 001's uses of an AE on MNIST: denoising (one DAE per noise level, beside the plain AE)
+    and anomaly detection (one AE and one VAE per digit, trained on that digit alone)."""
+
+    preset: str
+    ae: str = "seed003"  # AE_PRESETS: the autoencoder of both studies
+    vae: str = "seed003"  # PRESETS: the VAE of the anomaly comparison (784-400-20, as seed003's AE)
+    recon: str = "mse"
+    noise: tuple[float, ...] = (0.1, 0.3, 0.5)  # the DAEs' noise levels (a plain AE, noise 0, is always trained)
+    digits: tuple[int, ...] = tuple(range(10))  # anomaly detection: one "normal" digit per pair of models
+    tasks: tuple[str, ...] = ("denoising", "anomaly")
+    epochs: int = 10  # every model's; a digit's ~6,000 images are ~47 steps an epoch
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    prng: str = "rbg"
+
+
+AE_APPLICATION_PRESETS = {
+    "seed001": AEApplicationsConfig("seed001"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvVAEConfig:
+    """A VAE on images (``genjax.vae_experiment``): the seeds' convolutional VAEs, and seed 001's MLP
+    VAE on CIFAR-10. ``likelihood`` ``bernoulli`` on float pixels is the seeds' own loss
+    (``BCELoss(reduction="sum")`` + KL, summed over the batch; Adam is invariant to that scale, so
+    the mean over images here trains the same); ``discretized_logistic`` (signed pixels) makes
+    -ELBO and IWAE code lengths, reported in bits/dim."""
+
+    preset: str
+    architecture: str  # a key of genjax.models.conv_vae.SEED_ARCHITECTURES, or "mlp" (MLPImageVAE)
+    latent_dim: int
+    likelihood: str  # bernoulli | mse | discretized_logistic
+    pixels: str  # float | threshold | stochastic; signed (the discretized logistic's)
+    epochs: int
+    dataset: str
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 128
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    hidden: tuple[int, ...] = (128,)  # "mlp" only: the encoder's hidden widths (the decoder mirrors them)
+    train_on_test: bool = False  # seed 004: trains on train + test (ConcatDataset); its test split is training data
+    seed: int = 0
+    iwae_k: int = 1000
+    num_samples: int = 10000
+    interpolation: str = "linear"  # linear | slerp
+    prng: str = "rbg"
+
+
+CONV_VAE_MNIST_PRESETS = {
+    # Seed 003's ConvVAE (28x28 fixed: see genjax.models.conv_vae), latent 128; its vae_loss (BCE + KL), Adam
+    # 1e-3, batch 128, 10 epochs; pixels x/255 > 0.5 (seed002's binarization, not the seed's ToTensor), so
+    # -ELBO and IWAE are likelihood bounds, comparable with seed002's MLP VAE.
+    "seed003": ConvVAEConfig("seed003", "seed003", 128, "bernoulli", "threshold", 10, "mnist"),
+    # Seed 004: Conv 32, 64 (3x3, stride 2) -> fc 16 -> latent 2; BCE(sum) + KL per image on ToTensor pixels,
+    # Adam 1e-3, batch 128, 30 epochs on MNIST train + test (70,000 images).
+    "seed004": ConvVAEConfig("seed004", "seed004", 2, "bernoulli", "float", 30, "mnist", train_on_test=True),
+}
+
+CIFAR10_VAE_PRESETS = {
+    # Seed 001's VAE: 3072-128-(2x16), ReLU, sigmoid; BCELoss(sum) + KL, Adam 1e-3, ToTensor pixels; its
+    # train() runs 1 epoch and prints every 2000 mini-batches, the loader of "the previous chapters"
+    # (PyTorch's CIFAR-10 tutorial: batch 4).
+    "seed001": ConvVAEConfig("seed001", "mlp", 16, "bernoulli", "float", 1, "cifar10", batch_size=4, iwae_k=100,
+                             num_samples=1000),
+    # Seed 001's TODO, a convolutional VAE on CIFAR-10 (genjax.models.conv_vae "seed001_cifar"), trained by
+    # the seed's train() as above.
+    "seed001_conv": ConvVAEConfig("seed001_conv", "seed001_cifar", 16, "bernoulli", "float", 1, "cifar10",
+                                  batch_size=4, iwae_k=100, num_samples=1000),
+}
+
+CELEBA_VAE_PRESETS = {
+    # Seed 003's CelebAVAE: 64x64 (centre crop 148, resize 64), Conv 32-256 with BatchNorm, latent 256; the
+    # seed trains it nowhere: its MNIST loop's loss (BCE + KL), Adam 1e-3, batch 128, 10 epochs.
+    "seed003_celeba": ConvVAEConfig("seed003_celeba", "seed003_celeba", 256, "bernoulli", "float", 10, "celeb_a",
+                                    iwae_k=100, num_samples=1000),
+}
+
+
+CVAE_PRESETS = {
+    # The conditional VAE: seed 002's network, pixels and optimizer, an 8-dimensional latent, 50 epochs.
+    # The label must be what decides the digit. Measured (experiments.cvae_mnist, seed 0), the share of
+    # prior samples classified as the digit asked for: latent 20, 20 epochs (seed 002's own) 77%, its z
+    # also carrying the class; latent 4, 20 epochs 97.8% but FID 98 (little variety); latent 10, 50
+    # epochs 94.6% (2,000 samples); latent 8, 50 epochs 96.8%, FID 24.9.
+    "cvae": dataclasses.replace(PRESETS["seed002"], preset="cvae", latent_dim=8, epochs=50),
+}
