@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -96,10 +97,16 @@ def save_curves(path: Path, epochs: Sequence[int], curves: dict[str, Sequence[fl
     plt.close(fig)
 
 
-def save_latent_scatter(path: Path, z: np.ndarray, labels: np.ndarray, title: str) -> None:
-    """2-D latent means coloured by class label."""
+def save_latent_scatter(path: Path, z: np.ndarray, labels: np.ndarray, title: str,
+                        circles: Sequence[float] = ()) -> None:
+    """2-D latent means coloured by class label; ``circles``: radii of dashed circles about 0
+    (e.g. 1 and 2: where N(0, I) puts 39% and 86% of its draws)."""
     fig, ax = plt.subplots(figsize=(7, 6))
     points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.6)
+    for r in circles:
+        ax.add_patch(matplotlib.patches.Circle((0, 0), r, fill=False, ls="--", lw=1, color="k"))
+    if circles:
+        ax.set_aspect("equal", adjustable="datalim")
     fig.colorbar(points, ax=ax, ticks=range(10))
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
@@ -130,4 +137,34 @@ def save_lines(path: Path, xs: Sequence[float], curves: dict[str, Sequence[float
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_histogram_grid(path: Path, panels: Sequence[tuple[str, dict[str, np.ndarray]]], cols: int, xlabel: str,
+                        title: str, bins: int = 50, log_x: bool = False) -> None:
+    """One small histogram panel per (panel title, {name: values}), ``cols`` to a row; each
+    panel's groups share its bins and are normalized to densities (e.g. a detector's scores
+    of normal and anomalous test images)."""
+    cols = min(cols, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+    for ax, (name, groups) in zip(axes.flat, panels):
+        values = np.concatenate([np.asarray(v, np.float64).ravel() for v in groups.values()])
+        edges = (np.geomspace(values.min(), values.max(), bins + 1) if log_x and values.min() > 0
+                 else np.linspace(values.min(), values.max(), bins + 1))
+        for label, v in groups.items():
+            ax.hist(np.asarray(v).ravel(), bins=edges, density=True, histtype="stepfilled", alpha=0.5, label=label)
+        if log_x and values.min() > 0:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel(xlabel, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

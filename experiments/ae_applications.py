@@ -1,0 +1,200 @@
+"""Seed 001's uses of an autoencoder, on MNIST: denoising, and anomaly detection by reconstruction error.
+
+    python -m experiments.ae_applications                          # both studies, 10 epochs a model
+    python -m experiments.ae_applications --tasks anomaly --digits 0,1,7
+    python -m experiments.ae_applications --tasks denoising --noise 0.2,0.4
+
+Denoising: the AE (--ae, default seed003: 784-400-20, --recon mse) is trained as a plain AE
+and as a denoising AE at each --noise level sigma (input clip(x + sigma eps, 0, 1), a fresh
+eps each step; target the clean x), all as one vmapped program (genjax.sweep) on the same
+batches. At each level the test set is corrupted once (one fixed draw per image) and the
+table gives the PSNR (dB, mean over images) of the noisy input, of the plain AE's output
+and of that level's DAE's output, and the DAE's PSNR on clean input; its first row (sigma 0)
+is the plain AE on clean input.
+
+Anomaly detection: for each --digits d, an AE (--ae) and a VAE (--vae, default seed003:
+784-400-20, BCE) are trained on the training images of d alone, then every test image is
+scored by its reconstruction error, the per-pixel MSE of sigmoid(decode(code(x))) (the
+VAE's code is its posterior mean); the table gives the ROC AUC of that score for the
+other digits (anomalies) against d. Every model trains --epochs epochs (default 10; a
+digit's ~6,000 images are ~47 steps an epoch) with the same seed and batch size; --lr is
+the AE's, the VAE keeps its preset's.
+
+Writes into --out: metrics.json (last), denoising.md/.csv, denoising.png (per level:
+noisy input, plain AE, DAE, under the clean digits), anomaly.md/.csv, anomaly_ae.png
+and anomaly_vae.png (error histograms, normal digit against the rest), and each model's
+history.csv and checkpoints in denoising/, ae_digit_D/ and vae_digit_D/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import autoencoder, data, plots, report, run, sweep, vae
+from genjax.errors import UsageError
+from genjax.metrics import roc_auc
+from genjax.presets import AE_APPLICATION_PRESETS as PRESETS, AE_PRESETS, PRESETS as VAE_PRESETS
+from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
+
+TASKS = ("denoising", "anomaly")
+DENOISING = (("noise", "noise sigma", ".2f"), ("psnr_noisy", "PSNR noisy input", ".2f"),
+             ("psnr_ae", "PSNR plain AE", ".2f"), ("psnr_dae", "PSNR DAE", ".2f"),
+             ("psnr_dae_clean", "PSNR DAE, clean input", ".2f"))
+ANOMALY = (("digit", "normal digit", ""), ("auroc_ae", "AUROC AE", ".4f"), ("auroc_vae", "AUROC VAE", ".4f"),
+           ("mse_normal_ae", "AE MSE normal", ".4f"), ("mse_rest_ae", "AE MSE rest", ".4f"),
+           ("mse_normal_vae", "VAE MSE normal", ".4f"), ("mse_rest_vae", "VAE MSE rest", ".4f"))
+
+
+def comma_list(flag: str, kind: type, check, what: str):
+    def parse(text):
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if not values or not all(check(v) for v in values) or len(set(values)) < len(values):
+            raise argparse.ArgumentTypeError(f"{flag} must be comma-separated distinct {what}, got {text!r}")
+        return values
+
+    return parse
+
+
+parser = run.parser(__doc__, "python -m experiments.ae_applications", Path("runs/ae_applications"), PRESETS, "seed001")
+run.preset_flag(parser, "--tasks", PRESETS, type=comma_list("--tasks", str, TASKS.__contains__, "of " + ", ".join(TASKS)),
+                help="studies to run, comma-separated")
+run.preset_flag(parser, "--noise", PRESETS, type=comma_list("--noise", float, lambda v: 0 < v < 1e3, "levels > 0"),
+                help="the denoising AEs' noise levels, comma-separated")
+run.preset_flag(parser, "--digits", PRESETS, type=comma_list("--digits", int, lambda v: 0 <= v <= 9, "digits 0-9"),
+                help="anomaly detection: the normal digit of each pair of models, comma-separated")
+run.preset_flag(parser, "--recon", PRESETS, choices=autoencoder.RECONSTRUCTIONS, help="the AE's reconstruction loss")
+run.preset_flag(parser, "--ae", PRESETS, choices=tuple(n for n, c in AE_PRESETS.items() if c.dataset == "mnist"),
+                help="the autoencoder (genjax.presets.AE_PRESETS)")
+run.preset_flag(parser, "--vae", PRESETS, choices=tuple(VAE_PRESETS), help="anomaly detection's VAE (PRESETS)")
+
+
+def params_of(s: sweep.Sweep, k: int):
+    return jax.tree.map(lambda a: a[k], s.models.params)
+
+
+def denoising(r, config, ae_config, train, test, mesh, keys) -> tuple[list[dict], np.ndarray]:
+    """Train the plain AE and one DAE per level in one sweep; (table rows, picture rows)."""
+    shape, levels = train.images.shape[1:], (0.0, *config.noise)
+    model = autoencoder.from_config(ae_config, shape)
+    x_test = replicate(data.fixed_eval_pixels(test.images, ae_config.pixels), mesh)
+    states = [autoencoder.init_state(model, ae_config, shape) for _ in levels]
+    state = replicate(sweep.stack(states, [{"lr": ae_config.lr, "noise": s} for s in levels]), mesh)
+    step_for = autoencoder.make_ae_step(model, ae_config.recon, ae_config.pixels, ae_config.optimizer)
+    epoch_fn = make_epoch(sweep.make_sweep_step(step_for), config.batch_size, mesh,
+                          compiler_options=fast_compiler_options(mesh))
+
+    def scores(params, noise):
+        return autoencoder.evaluate(model, params, x_test, keys["eval"], ae_config.recon, noise, mesh=mesh)
+
+    def evaluate(s):  # each model at its own level
+        return {f"{k}_{i}": v for i, level in enumerate(levels) for k, v in scores(params_of(s, i), level).items()}
+
+    state, _ = r.fit(state, epoch_fn, replicate({"image": jnp.asarray(train.images)}, mesh), keys["run"], evaluate,
+                     num_batches(len(train), config.batch_size), name="denoising")
+    rows = [{"noise": 0.0, "psnr_ae": float(scores(params_of(state, 0), 0.0)["psnr"])}]  # the plain AE, clean input
+    picture = [np.asarray(x_test[:10])]
+    noisy_keys = jax.random.split(keys["eval"], len(test))[:10]  # the draws evaluate() makes for these images
+    for i, level in enumerate(config.noise, start=1):
+        plain, dae = scores(params_of(state, 0), level), scores(params_of(state, i), level)
+        rows.append({"noise": level, "psnr_noisy": float(plain["psnr_input"]), "psnr_ae": float(plain["psnr"]),
+                     "psnr_dae": float(dae["psnr"]), "psnr_dae_clean": float(scores(params_of(state, i), 0.0)["psnr"])})
+        noisy = jax.vmap(lambda x, k, s=level: autoencoder.corrupt(k, x, s))(x_test[:10], noisy_keys)
+        picture += [np.asarray(noisy)] + [np.asarray(autoencoder.reconstruct(model, params_of(state, k), noisy))
+                                          for k in (0, i)]
+    return rows, np.concatenate(picture)[..., 0]
+
+
+def train_detector(r, name, model, state, epoch_fn, train_d, x_test, anomalous, run_key, steps, mesh) -> np.ndarray:
+    """Fit one model on one digit's images; the per-image reconstruction MSE of every test image."""
+
+    def errors(s):
+        return np.asarray(autoencoder.reconstruction_mse(model, s.params, x_test, mesh=mesh))
+
+    def evaluate(s):
+        e = errors(s)
+        return {"mse_normal": e[~anomalous].mean(), "mse_rest": e[anomalous].mean(), "auroc": roc_auc(e, anomalous)}
+
+    state, _ = r.fit(replicate(state, mesh), epoch_fn, replicate({"image": jnp.asarray(train_d.images)}, mesh),
+                     run_key, evaluate, steps, name=name)
+    return errors(state)
+
+
+def anomaly(r, config, ae_config, vae_config, train, test, mesh, keys) -> tuple[list[dict], dict]:
+    """Per digit, an AE and a VAE trained on it alone; (table rows, histogram panels per model)."""
+    shape = train.images.shape[1:]
+    x_ae = replicate(data.fixed_eval_pixels(test.images, ae_config.pixels), mesh)
+    x_vae = replicate(data.fixed_eval_pixels(test.images, vae_config.pixels), mesh)
+    rows, panels = [], {"ae": [], "vae": []}
+    for d in config.digits:
+        train_d, anomalous = train.where_label(d), test.labels != d
+        steps = num_batches(len(train_d), config.batch_size)
+        model = autoencoder.from_config(ae_config, shape)
+        epoch_fn, _ = autoencoder.make_ae_training(model, ae_config, x_ae, mesh, keys["eval"])
+        state = autoencoder.init_state(model, ae_config, shape)
+        err = {"ae": train_detector(r, f"ae_digit_{d}", model, state, epoch_fn, train_d, x_ae, anomalous,
+                                    keys["run"], steps, mesh)}
+        vae_model, vae_state, vae_epoch, _ = autoencoder.make_vae_training(vae_config, shape, x_vae, steps, mesh,
+                                                                           keys["eval"])
+        err["vae"] = train_detector(r, f"vae_digit_{d}", vae_model, vae_state, vae_epoch, train_d, x_vae, anomalous,
+                                    keys["run"], steps, mesh)
+        row = {"digit": d}
+        for kind, e in err.items():
+            row.update({f"auroc_{kind}": roc_auc(e, anomalous), f"mse_normal_{kind}": float(e[~anomalous].mean()),
+                        f"mse_rest_{kind}": float(e[anomalous].mean())})
+            panels[kind].append((f"digit {d}: AUROC {row[f'auroc_{kind}']:.3f}",
+                                 {f"{d} (normal)": e[~anomalous], "other digits": e[anomalous]}))
+        rows.append(row)
+    return rows, panels
+
+
+def experiment(args) -> dict:
+    config = run.config_from_args(args, PRESETS)
+    ae_config = dataclasses.replace(AE_PRESETS[config.ae], recon=config.recon, epochs=config.epochs, noise=0.0,
+                                    batch_size=config.batch_size, lr=config.lr, seed=config.seed, prng=config.prng)
+    vae_config = dataclasses.replace(VAE_PRESETS[config.vae], epochs=config.epochs, batch_size=config.batch_size,
+                                     seed=config.seed, prng=config.prng)
+    r = run.Run(args, config, resumable=("epochs",))
+    train, test, mesh = run.load_data("mnist", args.data_dir, config.batch_size)
+    smallest = min(len(train.where_label(d)) for d in config.digits)
+    if "anomaly" in config.tasks and config.batch_size > smallest:
+        raise UsageError(f"--batch-size {config.batch_size} exceeds the {smallest} training images of a digit")
+    keys = vae.seed_keys(config.seed, config.prng)
+    metrics = {"epochs": config.epochs, "devices": mesh.size, "ae": ae_config.preset, "vae": vae_config.preset,
+               "recon": config.recon, "pixels": {"ae": ae_config.pixels, "vae": vae_config.pixels}}
+    settings = f"{config.epochs} epochs a model, batch {config.batch_size}, seed {config.seed}"
+    if "denoising" in config.tasks:
+        rows, picture = denoising(r, config, ae_config, train, test, mesh, keys)
+        metrics["denoising"] = rows
+        if r.writes_files:
+            report.write_tables(r.out, "denoising", rows, DENOISING,
+                                f"{ae_config.preset} AE ({config.recon}) and DAEs on MNIST test digits, {settings}; "
+                                "PSNR in dB, mean over images, against the clean image")
+            plots.save_grid(r.out / "denoising.png", picture, len(picture) // 10, 10,
+                            "clean; then per level " + ", ".join(map(str, config.noise)) + ": noisy, plain AE, DAE")
+    if "anomaly" in config.tasks:
+        rows, panels = anomaly(r, config, ae_config, vae_config, train, test, mesh, keys)
+        mean = {"digit": "mean", **{k: float(np.mean([row[k] for row in rows])) for k in rows[0] if k != "digit"}}
+        metrics.update(anomaly=rows, anomaly_mean_auroc={"ae": mean["auroc_ae"], "vae": mean["auroc_vae"]})
+        if r.writes_files:
+            report.write_tables(r.out, "anomaly", rows + [mean], ANOMALY,
+                                f"trained on one digit, every MNIST test image scored by reconstruction MSE; "
+                                f"ROC AUC of the other digits against it; AE {ae_config.preset} ({config.recon}), "
+                                f"VAE {vae_config.preset}; {settings}")
+            for kind, name in (("ae", "AE"), ("vae", "VAE")):
+                plots.save_histogram_grid(r.out / f"anomaly_{kind}.png", panels[kind], 5, "reconstruction MSE per image",
+                                          f"{name} trained on one digit: test reconstruction errors", log_x=True)
+    return r.finish(metrics, [])
+
+
+if __name__ == "__main__":
+    sys.exit(run.main(parser, experiment))
