@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import check_ok, read_history, read_metrics, run_cli
 
@@ -31,6 +32,7 @@ def test_seeds_study_model_0_is_the_main_job_with_that_seed(seed002_one_epoch, t
     assert {"train_loss_0", "train_loss_1", "test_neg_elbo_0", "test_neg_elbo_1", "train_alive"} <= set(row)
 
 
+@pytest.mark.slow
 def test_latent_sizes_run_as_groups_and_each_resumes(tmp_path):
     out = tmp_path / "dims"
     args = ("latent-dim", "--values", "2,3", "--out", out, *QUICK)

@@ -91,6 +91,7 @@ def test_final_neg_elbo_is_the_last_checkpoints_test_elbo(seed002_two_epochs, mn
     assert m["test_nll_iwae"] < neg_elbo.mean()
 
 
+@pytest.mark.slow
 def test_latent_dim_2_adds_latent_plots(tmp_path):
     proc = run_cli("--preset", "seed002", "--epochs", "1", "--latent-dim", "2", "--out", tmp_path, *FAST)
     check_ok(proc)
