@@ -1,0 +1,422 @@
+"""Conv-VAE speed: genjax's compiled epochs against the seeds' PyTorch loops, and the conv-only floor, in one run.
+
+    pip install torch==2.13.0        # the baselines' PyTorch (CPU build)
+    python -m benchmarks.conv_vae_speed [--images 70000] [--epochs 2] [--steps 20] [--repeats 3]
+                                        [--rows seed004 seed003_celeba seed003] [--breakdown] [--torch-threads N]
+
+Rows, each measured now on this machine, genjax and PyTorch (:mod:`benchmarks.torch_conv_vae`) side by side:
+
+* ``seed004``: one epoch of seed 004's conv VAE (latent 2) over MNIST train + test, 70,000 images in
+  547 steps of 128, as the seed trains. genjax: the epoch ``python -m experiments.conv_vae_mnist
+  --preset seed004`` trains with (:func:`genjax.vae_experiment.prepare`: ``make_epoch`` over the
+  real step, one ``lax.scan``), compiled ahead of time, ``--epochs`` timed calls (median). PyTorch:
+  the seed's loop, ``--epochs`` timed epochs (median) after 3 warm-up batches. ``--images N`` times
+  an epoch of the first N of the 70,000 images on both sides and scales each side's seconds by
+  547 / ceil(N / 128) steps (the table says so).
+* ``seed003_celeba``: one training step of seed 003's CelebA VAE (64x64x3, BatchNorm, batch 128) on
+  random uint8 images. genjax: ``experiments.vae_celeba``'s epoch (``prepare``) over ``--steps``
+  batches, one ``lax.scan`` of that many steps, compiled ahead; seconds per call / steps.
+  PyTorch: ``--steps`` steps of seed 003's loop after 3 warm-up steps.
+* ``seed003``: the same for seed 003's ConvVAE (28x28, latent 128, batch 128; MNIST).
+
+The **conv-only floor** of each row: the convolutions of genjax's step alone, as genjax computes
+them (every :func:`genjax.models.layers.conv2d` call of the model's forward pass, read off its
+jaxpr at batch 128: the stride-1 convolution each ``Conv2d``/``ConvTranspose2d`` becomes after its
+space-to-depth or phase rewrite), forward and backward through ``conv2d``'s own gradient (kernel:
+the im2col matmul; input: the flipped convolution; no input gradient for the first layer, whose
+input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted ``lax.scan``, with the
+epoch's compiler options. No dense layers, activations, BatchNorm, loss, optimizer, layout
+shuffles or gathers. Each layer's forward output is its own cotangent; the kernels move by 1e-9 of
+their gradient and each input by 1e-9 of its gradient (the first by a scalar), so nothing is loop
+invariant. The floor's layers are independent of one another (XLA may overlap them).
+
+PyTorch runs with ``os.cpu_count()`` threads (``--torch-threads``), in contiguous NCHW or
+``torch.channels_last``, whichever a short probe (5 steps after 2 warm-up ones, per row) finds
+faster: both probe figures are printed. Targets (the issue's): genjax >= 2x faster than PyTorch
+for the seed004 epoch and the CelebA step, and within 1.3x of the conv-only floor.
+
+``--breakdown``: where the time goes, per convolution: genjax's forward, kernel gradient and input
+gradient (each alone, in a scan of ``--breakdown-steps``), beside PyTorch's (oneDNN) forward, weight
+gradient and input gradient of the same layer at batch 128, in the chosen memory format.
+
+Figures the issue quotes (other machines, faithful PyTorch copies; context only, nothing here is
+compared with them): seed004 epoch 29.3 s, CelebA step 0.29 s, seed003 step 0.038 s on a 2-core
+Intel Xeon; 26.5 s, 0.36 s and 0.033 s on a 2-core AMD EPYC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.machine import describe, timed_calls
+from genjax import data, vae, vae_experiment
+from genjax.models.conv_vae import SEED_ARCHITECTURES
+from genjax.models.layers import conv2d
+from genjax.presets import CELEBA_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
+from genjax.train import data_mesh, epoch_key, fast_compiler_options, num_batches
+
+BATCH = 128
+EPOCH_IMAGES = 70_000  # seed 004's ConcatDataset([mnist_train, mnist_test])
+SPEEDUP_TARGET = 2.0  # seed004 epoch and CelebA step, over PyTorch
+FLOOR_TARGET = 1.3  # genjax / conv-only floor
+TARGETED = ("seed004", "seed003_celeba")
+ROWS = ("seed004", "seed003_celeba", "seed003")
+CONFIGS = {"seed004": CONV_VAE_MNIST_PRESETS["seed004"], "seed003_celeba": CELEBA_VAE_PRESETS["seed003_celeba"],
+           "seed003": CONV_VAE_MNIST_PRESETS["seed003"]}
+LABELS = {"seed004": "seed004 conv VAE epoch", "seed003_celeba": "CelebA VAE step (BN, 64x64)",
+          "seed003": "seed003 ConvVAE step (28x28)"}
+EPS = 1e-9  # the floor's parameter and input moves: small, but nothing is loop invariant
+PARTS = ("fwd", "dk", "dx")
+
+
+# ---------------------------------------------------------------- the model's convolutions
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCall:
+    """One :func:`conv2d` call of the model's forward pass: x (N, H, W, C) * kernel (kh, kw, C, F)."""
+
+    name: str
+    x_shape: tuple[int, ...]
+    k_shape: tuple[int, ...]
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    need_dx: bool  # False for the first layer: its input is data
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        (n, h, w, _), (kh, kw, _, f), ((t, b), (l, r)) = self.x_shape, self.k_shape, self.padding
+        return n, h + t + b - kh + 1, w + l + r - kw + 1, f
+
+    def flops(self, part: str) -> float:
+        """2 x multiply-adds of the forward (``fwd``), the kernel gradient (``dk``) or the input gradient (``dx``)."""
+        if part == "dx" and not self.need_dx:
+            return 0.0
+        kh, kw, c, _ = self.k_shape
+        return 2.0 * math.prod(self.y_shape) * kh * kw * c
+
+
+def _subjaxprs(value):
+    if hasattr(value, "eqns"):
+        yield value
+    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+        yield value.jaxpr
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _subjaxprs(v)
+
+
+def _forward_convs(jaxpr, found: list) -> list:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            p = eqn.params
+            if (tuple(p["window_strides"]) != (1, 1) or tuple(p["lhs_dilation"]) != (1, 1)
+                    or tuple(p["rhs_dilation"]) != (1, 1) or p["feature_group_count"] != 1):
+                raise ValueError(f"not a conv2d call: {p}")
+            found.append((tuple(eqn.invars[0].aval.shape), tuple(eqn.invars[1].aval.shape),
+                          tuple(tuple(int(a) for a in pad) for pad in p["padding"])))
+        for v in eqn.params.values():
+            for sub in _subjaxprs(v):
+                _forward_convs(sub, found)
+    return found
+
+
+def layer_names(config) -> list[str]:
+    """The model's convolution layers in forward order (genjax.models.conv_ae's names)."""
+    arch = SEED_ARCHITECTURES[config.architecture]
+    decoder = arch.get("decoder_features") or tuple(reversed(arch["features"]))
+    ups = len(decoder) - 1 + (0 if arch.get("out_conv") else 1)
+    return ([f"encoder/down_{i}" for i in range(len(arch["features"]))] + [f"decoder/up_{i}" for i in range(ups)]
+            + (["decoder/out"] if arch.get("out_conv") else []))
+
+
+def conv_calls(v: vae_experiment.ImageVAE) -> list[ConvCall]:
+    """Every ``conv2d`` call of the training forward pass of ``v``'s step, at batch 128, from the
+    jaxpr of its loss (the custom-gradient ``conv2d`` is the model's only convolution)."""
+    c = v.config
+    loss = vae.make_vae_loss(v.model, c.likelihood, c.pixels)
+    batch = {"image": jnp.zeros((BATCH, *v.train_data["image"].shape[1:]), jnp.uint8), "mask": jnp.ones((BATCH,))}
+    key = jax.random.key(0, impl=c.prng)
+    jaxpr = jax.make_jaxpr(lambda p, s: loss(p, s, batch, key, 0))(v.state.params, v.state.model_state).jaxpr
+    found = _forward_convs(jaxpr, [])
+    names = layer_names(c)
+    if len(names) != len(found):
+        names = [f"conv_{i}" for i in range(len(found))]
+    return [ConvCall(name, x, k, pad, need_dx=i > 0) for i, (name, (x, k, pad)) in enumerate(zip(names, found))]
+
+
+# ---------------------------------------------------------------- the conv-only floor
+
+
+def _conv_with_padding(padding, x, kernel):
+    return conv2d(x, kernel, padding)
+
+
+def conv_floor(calls: list[ConvCall], steps: int, parts: tuple[str, ...] = PARTS):
+    """A jitted ``lax.scan`` of ``steps`` steps of the ``calls``' convolutions, and its argument.
+
+    ``parts`` all three: each layer forward, then backward through :func:`conv2d`'s gradient with its
+    own output as cotangent (the floor). One part alone (the breakdown): ``fwd`` the forward only,
+    ``dk`` the kernel gradient only, ``dx`` the input gradient only, each against a fixed cotangent."""
+    keys = jax.random.split(jax.random.key(0), 3 * len(calls))
+    xs, ks, dys = [], [], []
+    for i, c in enumerate(calls):
+        bound = 1.0 / math.sqrt(math.prod(c.k_shape[:3]))
+        xs.append(jax.random.uniform(keys[3 * i], c.x_shape, jnp.float32))
+        ks.append(jax.random.uniform(keys[3 * i + 1], c.k_shape, jnp.float32, -bound, bound))
+        dys.append(jax.random.uniform(keys[3 * i + 2], c.y_shape, jnp.float32))
+    both = set(parts) == set(PARTS)
+
+    def body(carry, _):
+        xs, ks = carry
+        new_xs, new_ks = [], []
+        for c, x, k, dy in zip(calls, xs, ks, dys):
+            f = functools.partial(_conv_with_padding, c.padding)
+            if both:
+                if c.need_dx:
+                    y, vjp = jax.vjp(f, x, k)
+                    dx, dk = vjp(y)
+                    x = x + EPS * dx
+                else:
+                    y, vjp = jax.vjp(functools.partial(f, x), k)
+                    (dk,) = vjp(y)
+                    x = x * (1.0 + EPS * jnp.sum(dk))
+                k = k - EPS * dk
+            elif parts == ("fwd",):
+                k = k * (1.0 + EPS * jnp.sum(f(x, k)))
+            elif parts == ("dk",):
+                (dk,) = jax.vjp(functools.partial(f, x), k)[1](dy)  # the forward is dead code: XLA drops it
+                x = x * (1.0 + EPS * jnp.sum(dk))
+            elif parts == ("dx",):
+                (dx,) = jax.vjp(lambda x, f=f, k=k: f(x, k), x)[1](dy)
+                k = k * (1.0 + EPS * jnp.sum(dx))
+            else:
+                raise ValueError(f"parts {parts}: all of {PARTS} or one")
+            new_xs.append(x)
+            new_ks.append(k)
+        return (new_xs, new_ks), None
+
+    def floor(carry):
+        return jax.lax.scan(body, carry, None, length=steps)[0]
+
+    return jax.jit(floor, compiler_options=fast_compiler_options(data_mesh())), (xs, ks)
+
+
+def count_convolutions(compiled) -> int:
+    """``convolution`` instructions in a compiled program's optimized HLO (a scan body counts once)."""
+    return sum(" convolution(" in line for line in compiled.as_text().splitlines())
+
+
+# ---------------------------------------------------------------- genjax's epoch
+
+
+def genjax_epoch(row: str, train: data.ImageSet, test: data.ImageSet, calls_n: int) -> dict:
+    """``calls_n`` timed calls of the row's real compiled epoch over ``train`` (compiled ahead of time)."""
+    config = dataclasses.replace(CONFIGS[row], train_on_test=False)  # ``train`` is already the images it trains on
+    mesh = data_mesh()
+    v = vae_experiment.prepare(config, train, test, mesh)
+    calls = conv_calls(v)  # before the first call donates v.state
+    state, key = v.state, v.keys["run"]
+    t = time.perf_counter()
+    compiled = v.epoch_fn.lower(state, v.train_data, epoch_key(key, 0)).compile()
+    compile_seconds = time.perf_counter() - t
+    seconds, metrics = [], None
+    for e in range(calls_n):
+        t = time.perf_counter()
+        state, metrics = compiled(state, v.train_data, epoch_key(key, e))
+        jax.block_until_ready((state, metrics))
+        seconds.append(time.perf_counter() - t)
+    return {"seconds": statistics.median(seconds), "calls": seconds, "compile_seconds": compile_seconds,
+                "steps": v.steps_per_epoch, "convolutions": count_convolutions(compiled), "conv_calls": calls,
+                "loss": float(np.mean(jax.device_get(metrics["loss"])))}
+
+
+def floor_seconds(calls: list[ConvCall], steps: int, repeats: int) -> dict:
+    fn, carry = conv_floor(calls, steps)
+    compiled = fn.lower(carry).compile()
+    times = timed_calls(compiled, carry, repeats=repeats)
+    return {"seconds": statistics.median(times), "calls": times, "convolutions": count_convolutions(compiled),
+                "flops_per_step": sum(c.flops(p) for c in calls for p in PARTS)}
+
+
+def breakdown(calls: list[ConvCall], steps: int, repeats: int) -> list[dict]:
+    """Per call, seconds per step of each part alone (a scan of ``steps``)."""
+    rows = []
+    for c in calls:
+        row = {"call": c}
+        for part in PARTS:
+            if part == "dx" and not c.need_dx:
+                row[part] = 0.0
+                continue
+            fn, carry = conv_floor([c], steps, (part,))
+            row[part] = statistics.median(timed_calls(fn, carry, repeats=repeats)) / steps
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- data
+
+
+PROBE_STEPS, PROBE_WARMUP, TORCH_WARMUP = 5, 2, 3
+
+
+def row_images(row: str, args) -> tuple[data.ImageSet, data.ImageSet, np.ndarray, np.ndarray]:
+    """(the set genjax trains on, the test set ``prepare`` needs, the uint8 images PyTorch trains on,
+    and those of its memory-format probe)."""
+    need = BATCH * max(args.steps + TORCH_WARMUP, PROBE_STEPS + PROBE_WARMUP)
+    if row == "seed003_celeba":
+        images = np.random.default_rng(0).integers(0, 256, (need, 64, 64, 3), np.uint8)
+        return data.ImageSet(images[:BATCH * args.steps], None), data.ImageSet(images[:BATCH], None), images, images
+    train = data.load_split("mnist", "train", args.data_dir)
+    test = data.load_split("mnist", "test", args.data_dir)
+    if row == "seed004":
+        everything = vae_experiment.training_set(CONFIGS["seed004"], train, test).images  # train + test, 70,000
+        images = everything[:args.images]
+        return data.ImageSet(images, None), test, images, everything[:need]
+    images = train.images[:need]
+    return data.ImageSet(images[:BATCH * args.steps], None), test, images, images
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    parser.add_argument("--images", type=int, default=EPOCH_IMAGES,
+                        help="seed004: images in the timed epoch (the first N of MNIST train + test); both sides' "
+                             "seconds are scaled to the 547-step epoch of 70,000")
+    parser.add_argument("--epochs", type=int, default=2, help="seed004: timed epochs per side (median)")
+    parser.add_argument("--steps", type=int, default=20, help="CelebA and seed003: steps per timed call")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed calls of genjax's step rows and of every floor (median)")
+    parser.add_argument("--breakdown", action="store_true", help="per-layer conv times, genjax and PyTorch")
+    parser.add_argument("--breakdown-steps", type=int, default=20, help="steps per timed breakdown scan")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                        help="PyTorch intra-op threads (default: os.cpu_count())")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    try:
+        import torch
+
+        from benchmarks import torch_conv_vae
+    except ImportError:
+        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 (a CPU build)")
+    if min(args.images, args.epochs, args.steps, args.repeats, args.breakdown_steps, args.torch_threads) < 1:
+        sys.exit("error: --images, --epochs, --steps, --repeats, --breakdown-steps and --torch-threads must be positive")
+    args.images = min(args.images, EPOCH_IMAGES)
+
+    print(f"{describe()}; torch {torch.__version__}, {args.torch_threads} threads", flush=True)  # CPU: cpu_model()
+    full_steps = num_batches(EPOCH_IMAGES, BATCH)
+    results = {}
+    for row in args.rows:
+        train, test, torch_images, probe_images = row_images(row, args)
+        ours = genjax_epoch(row, train, test, args.epochs if row == "seed004" else args.repeats)
+        steps = ours["steps"]
+        floor = floor_seconds(ours["conv_calls"], steps, args.repeats)
+        time.sleep(1.0)  # let each side's worker threads go idle before the other starts
+        probe = {cl: torch_conv_vae.step_seconds(row, probe_images, PROBE_STEPS, PROBE_WARMUP, channels_last=cl,
+                                                 threads=args.torch_threads)["seconds_per_step"]
+                 for cl in (False, True)}
+        channels_last = probe[True] < probe[False]
+        if row == "seed004":
+            theirs = torch_conv_vae.epoch_seconds(row, torch_images, args.epochs, channels_last, TORCH_WARMUP,
+                                                  threads=args.torch_threads)
+            scale = full_steps / steps  # to the 547-step epoch of 70,000 images
+            t_torch, t_ours, t_floor = (scale * s for s in (theirs["seconds"], ours["seconds"], floor["seconds"]))
+            torch_calls = theirs["epoch_seconds"]
+        else:
+            theirs = torch_conv_vae.step_seconds(row, torch_images, args.steps, TORCH_WARMUP, channels_last,
+                                                 threads=args.torch_threads)
+            scale = 1.0 / steps  # per step
+            t_torch, t_ours, t_floor = theirs["seconds_per_step"], ours["seconds"] * scale, floor["seconds"] * scale
+            torch_calls = [theirs["seconds_per_step"] * args.steps]
+        time.sleep(1.0)
+        results[row] = {"ours": ours, "floor": floor, "probe": probe, "channels_last": channels_last, "torch": t_torch,
+                            "genjax": t_ours, "floor_s": t_floor, "scale": scale, "steps": steps, "torch_calls": torch_calls}
+        if args.breakdown:
+            results[row]["breakdown"] = breakdown(ours["conv_calls"], args.breakdown_steps, args.repeats)
+            results[row]["torch_layers"] = torch_conv_vae.conv_layer_seconds(
+                row, train.images.shape[1:], channels_last, repeats=max(5, args.repeats), threads=args.torch_threads)
+
+    # Per row: what was timed.
+    def rounded(xs):
+        return [round(x, 3) for x in xs]
+
+    for row, r in results.items():
+        o, f = r["ours"], r["floor"]
+        what = (f"{args.images:,} images, {r['steps']} steps" + (f", scaled x{r['scale']:.2f} to {EPOCH_IMAGES:,} "
+                f"images ({full_steps} steps)" if r["steps"] != full_steps else "")
+                if row == "seed004" else f"{r['steps']} steps per call, seconds per step")
+        print(f"{row}: {what}; genjax compiled in {o['compile_seconds']:.1f} s, calls {rounded(o['calls'])} s "
+              f"(mean loss {o['loss']:.2f}); floor calls {rounded(f['calls'])} s, {f['flops_per_step'] / 1e9:.2f} "
+              f"GFLOP/step; pytorch calls {rounded(r['torch_calls'])} s; pytorch probe s/step: contiguous "
+              f"{r['probe'][False]:.4f}, channels_last {r['probe'][True]:.4f} -> "
+              f"{'channels_last' if r['channels_last'] else 'contiguous (NCHW)'}; compiled convolutions per step: "
+              f"genjax {o['convolutions']}, floor {f['convolutions']}")
+
+    # The table.
+    print(f"\n{'':31} {'pytorch s':>10} {'genjax s':>10} {'speed-up':>9} {'target':>7} {'floor s':>9} "
+          f"{'genjax/floor':>12} {'target':>7} {'floor GFLOP/s':>13}")
+    for row, r in results.items():
+        speedup, ratio = r["torch"] / r["genjax"], r["genjax"] / r["floor_s"]
+        per = r["steps"] / r["floor"]["seconds"] * r["floor"]["flops_per_step"] / 1e9
+        if row in TARGETED:
+            targets = (f"{SPEEDUP_TARGET:5.1f}x" + (" " if speedup >= SPEEDUP_TARGET else "!"),
+                       f"{FLOOR_TARGET:5.1f}x" + (" " if ratio <= FLOOR_TARGET else "!"))
+        else:
+            targets = ("   -  ", "   -  ")
+        label = LABELS[row] + (" (scaled)" if row == "seed004" and r["steps"] != full_steps else "")
+        print(f"{label:31} {r['torch']:10.3f} {r['genjax']:10.3f} {speedup:8.2f}x {targets[0]:>7} "
+              f"{r['floor_s']:9.3f} {ratio:11.2f}x {targets[1]:>7} {per:13.0f}")
+    print(f"targets (seed004 epoch, CelebA step): >= {SPEEDUP_TARGET}x faster than PyTorch and <= {FLOOR_TARGET}x the "
+          "conv-only floor; '!' marks a miss. seed004 s are per 70,000-image epoch, the others per step.")
+
+    # Where the time goes.
+    print("\nwhere the time goes (genjax): conv-only floor / genjax step, and the rest (dense layers, activations, "
+          "BatchNorm, loss, Adam, space-to-depth and phase shuffles, the batch gather)")
+    for row, r in results.items():
+        print(f"  {row}: convolutions {100 * r['floor_s'] / r['genjax']:.0f}% ({r['floor_s']:.4f} s), "
+              f"the rest {r['genjax'] - r['floor_s']:.4f} s")
+    if args.breakdown:
+        for row, r in results.items():
+            per_step = r["floor"]["seconds"] / r["steps"]
+            print(f"\n{row}: per convolution, ms per step at batch 128 (genjax: conv2d as the model calls it; "
+                  f"pytorch: the seed's layer, {'channels_last' if r['channels_last'] else 'NCHW'}); floor "
+                  f"{1e3 * per_step:.2f} ms/step")
+            print(f"  {'layer':18} {'conv2d x * kernel':34} {'GFLOP':>6} {'fwd':>7} {'dK':>7} {'dX':>7} {'sum':>7}"
+                  f"  | {'pytorch layer':16} {'fwd':>7} {'dW':>7} {'dX':>7} {'sum':>7}")
+            totals = np.zeros(2)
+            torch_layers = r["torch_layers"] if len(r["torch_layers"]) == len(r["breakdown"]) else []
+            for i, b in enumerate(r["breakdown"]):
+                c = b["call"]
+                mine = [1e3 * b[p] for p in PARTS]
+                shapes = f"{'x'.join(map(str, c.x_shape[1:]))} * {'x'.join(map(str, c.k_shape))}"
+                line = (f"  {c.name:18} {shapes:34} {sum(c.flops(p) for p in PARTS) / 1e9:6.2f} "
+                        + " ".join(f"{t:7.2f}" for t in mine) + f" {sum(mine):7.2f}")
+                totals[0] += sum(mine)
+                if torch_layers:
+                    t = torch_layers[i]
+                    theirs = [1e3 * t[p] for p in ("fwd", "dw", "dx")]
+                    totals[1] += sum(theirs)
+                    line += f"  | {t['name']:16} " + " ".join(f"{x:7.2f}" for x in theirs) + f" {sum(theirs):7.2f}"
+                print(line)
+            print(f"  {'total':18} {'':34} {'':6} {'':7} {'':7} {'':7} {totals[0]:7.2f}"
+                  + (f"  | {'':16} {'':7} {'':7} {'':7} {totals[1]:7.2f}" if torch_layers else ""))
+            if torch_layers:
+                print(f"  convolutions alone: genjax (XLA) {totals[0]:.2f} ms/step, pytorch (oneDNN) "
+                      f"{totals[1]:.2f} ms/step: XLA's are {totals[0] / totals[1]:.2f}x oneDNN's time")
+
+
+if __name__ == "__main__":
+    main()
