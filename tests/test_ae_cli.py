@@ -99,6 +99,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     for i, (module, args, needle) in enumerate(BAD):
         out = tmp_path / f"bad{i}"

@@ -100,6 +100,7 @@ def test_corruption_is_clipped_gaussian_and_per_key_under_vmap():
         np.testing.assert_array_equal(together[i], autoencoder.corrupt(keys[i], grey[i], 0.3))
 
 
+@pytest.mark.slow
 def test_models_codes_and_samples_for_every_preset():
     for name, shape in (("seed003", (28, 28, 1)), ("seed004", (28, 28, 1)), ("seed001", (32, 32, 3))):
         config = AE_PRESETS[name]

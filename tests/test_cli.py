@@ -105,6 +105,7 @@ def test_latent_dim_2_adds_latent_plots(tmp_path):
     assert _epoch_dirs(tmp_path / "checkpoints") == []
 
 
+@pytest.mark.slow
 def test_seed000_reports_a_loss_but_no_likelihood(tmp_path):
     proc = run_cli("--preset", "seed000", "--epochs", "1", "--out", tmp_path, *FAST)
     check_ok(proc)
@@ -154,6 +155,7 @@ def test_resume_replays_exactly_and_same_seed_is_reproducible(tmp_path, seed002_
     assert _epoch_dirs(b / "checkpoints") == [1, 2]
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_cleanly_without_saving_bad_epochs(tmp_path):
     proc = run_cli("--preset", "seed002", "--epochs", "2", "--lr", "1e30", "--out", tmp_path, *FAST)
     assert proc.returncode != 0 and proc.returncode != 2, (proc.returncode, proc.stderr)
@@ -165,6 +167,7 @@ def test_diverging_run_stops_cleanly_without_saving_bad_epochs(tmp_path):
     assert _epoch_dirs(tmp_path / "checkpoints") == []  # it diverged in epoch 1: no epoch was good
 
 
+@pytest.mark.slow
 def test_resume_to_fewer_epochs_than_done_exits_2_and_keeps_the_results(tmp_path, seed002_two_epochs):
     import shutil
 

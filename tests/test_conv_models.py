@@ -222,6 +222,7 @@ def test_masked_rows_stay_out_of_the_batch_statistics():
 
 
 @pytest.mark.parametrize("name", [*AUTOENCODERS, *VAES])
+@pytest.mark.slow
 def test_finite_nonzero_gradients_of_a_squared_error_through_every_layer(name):
     model = (AUTOENCODERS | VAES)[name]()
     x = jnp.asarray(np.random.default_rng(2).uniform(size=(2, *model.image_shape)), jnp.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import check_ok, read_metrics, run_cli
 from genjax import vae
@@ -28,6 +29,7 @@ def test_conditioning_changes_the_decoder_and_the_loss_reads_labels():
         "kernel"] == (64, 16)
 
 
+@pytest.mark.slow
 def test_one_epoch_generates_the_requested_digits(quick_classifier, tmp_path):
     directory, _, _ = quick_classifier
     out = tmp_path / "cvae"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import check_ok, flag_help, read_history, read_metrics, run_cli
 
 SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
 
 
+@pytest.mark.slow
 def test_one_epoch_writes_every_output_with_its_scores(quick_classifier, tmp_path):
     directory, _, _ = quick_classifier
     out = tmp_path / "gan"

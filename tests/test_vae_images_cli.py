@@ -40,6 +40,7 @@ def check_outputs(out: Path, image_shape: tuple[int, ...], n: int = 16) -> None:
     assert 0.0 <= samples.min() and samples.max() <= 1.0 and samples.std() > 0
 
 
+@pytest.mark.slow
 def test_cifar10_vaes_report_the_seeds_loss_and_with_the_discretized_logistic_bits_per_dim(tmp_path):
     m = run_experiment("vae_cifar10", 24, tmp_path / "mlp", "--epochs", "1", tmp=tmp_path)  # seed001: BCE
     assert (m["architecture"], m["likelihood"], m["pixels"], m["train_images"]) == ("mlp", "bernoulli", "float", 24)
@@ -60,6 +61,7 @@ def test_cifar10_vaes_report_the_seeds_loss_and_with_the_discretized_logistic_bi
     check_outputs(out, (32, 32, 3))
 
 
+@pytest.mark.slow
 def test_seed004_trains_on_train_and_test_and_draws_its_2d_manifold(tmp_path):
     out = tmp_path / "seed004"
     m = run_experiment("conv_vae_mnist", 24, out, "--preset", "seed004", "--epochs", "1", "--pixels", "threshold",
