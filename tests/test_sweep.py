@@ -154,3 +154,18 @@ def test_groups_split_by_static_settings():
     assert sweep.groups(configs, varying=("beta", "lr", "seed")) == [[0, 2], [1, 3]]
     rows = sweep.model_rows({"epoch": 1, "train_loss_0": 1.0, "train_loss_1": 2.0, "train_loss": 1.5}, 2)
     assert rows == [{"epoch": 1, "train_loss": 1.0}, {"epoch": 1, "train_loss": 2.0}]
+
+
+def test_active_units_count_the_dimensions_whose_posterior_mean_varies():
+    """Burda et al.'s A_u = Var_x(E_q[z_u]) > 0.01 on a constructed set of posterior means."""
+    rng = np.random.default_rng(0)
+    n = 5000
+    means = np.zeros((n, 6), np.float32)
+    means[:, 0] = rng.normal(0, 1.0, n)      # var 1: active
+    means[:, 1] = rng.normal(3, 0.2, n)      # var 0.04: active (a shifted mean does not matter)
+    means[:, 2] = rng.normal(0, 0.05, n)     # var 0.0025: inactive
+    means[:, 3] = 7.0                        # constant: inactive
+    means[:, 4] = rng.choice([-0.2, 0.2], n) # var 0.04: active
+    means[:, 5] = rng.normal(0, 0.08, n)     # var 0.0064: inactive
+    assert int(vae.active_units(jnp.asarray(means))) == 3
+    assert int(vae.active_units(jnp.asarray(means), threshold=0.001)) == 5
