@@ -33,15 +33,7 @@ vae_experiment.add_flags(parser, PRESETS)
 
 
 def experiment(args) -> dict:
-    config = vae_experiment.config_from_args(args, PRESETS)
-    r = run.Run(args, config, resumable=vae_experiment.RESUMABLE)
-    train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)  # 64x64 (data.CELEB_A_64)
-    v = vae_experiment.prepare(config, train, test, mesh)
-    state, history = r.fit(v.state, v.epoch_fn, v.train_data, v.keys["run"], v.evaluate, v.steps_per_epoch)
-    metrics = {**r.summary(history, mesh), **v.final_metrics(state, history)}
-    if r.writes_files:
-        v.write_outputs(r.out, state, history)
-    return r.finish(metrics, history)
+    return vae_experiment.run_experiment(args, PRESETS)
 
 
 if __name__ == "__main__":

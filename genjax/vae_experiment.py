@@ -1,6 +1,7 @@
 r"""A VAE experiment on images, shared by the convolutional-VAE scripts (``experiments/conv_vae_mnist.py``,
 ``vae_cifar10.py``, ``vae_celeba.py``): the flags, the model a :class:`~genjax.presets.ConvVAEConfig`
-names, its compiled epoch, its evaluation and its outputs. The script keeps the run lifecycle in view::
+names, its compiled epoch, its evaluation and its outputs. Each script is its docstring, its
+presets, ``add_flags`` and :func:`run_experiment`, which runs the lifecycle in this order::
 
     config = vae_experiment.config_from_args(args, PRESETS)
     r = run.Run(args, config, resumable=vae_experiment.RESUMABLE)
@@ -222,3 +223,19 @@ def prepare(config: ConvVAEConfig, train: data.ImageSet, test: data.ImageSet, me
 
 
 __all__ = ["RESUMABLE", "ImageVAE", "add_flags", "config_from_args", "make_model", "prepare", "training_set"]
+
+
+def run_experiment(args: argparse.Namespace, presets: dict) -> dict:
+    """The whole run of an image-VAE script, in the lifecycle's order (``genjax.run``): config,
+    run directory, data (uint8 on every device; pixels are made inside the compiled step), the
+    loop checkpointed after each epoch, the final evaluation and IWAE bound, pictures and samples
+    (one process), metrics.json last."""
+    config = config_from_args(args, presets)
+    r = run.Run(args, config, resumable=RESUMABLE)
+    train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
+    v = prepare(config, train, test, mesh)
+    state, history = r.fit(v.state, v.epoch_fn, v.train_data, v.keys["run"], v.evaluate, v.steps_per_epoch)
+    metrics = {**r.summary(history, mesh), **v.final_metrics(state, history)}
+    if r.writes_files:
+        v.write_outputs(r.out, state, history)
+    return r.finish(metrics, history)
