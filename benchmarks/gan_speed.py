@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.machine import describe, gemm_peak_gflops, timed_calls
+from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_calls
 from genjax import data, gan
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
@@ -55,17 +55,6 @@ BATCH = 128
 FLOOR_TARGET = 1.3  # seed000 epoch / matmul-only floor, on any machine
 SEED000_SPEEDUP = {"AuthenticAMD": 2.5, "GenuineIntel": 1.8}  # over the seed's loop, by CPU vendor
 DCGAN_SPEEDUP = 1.5
-
-
-def cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return ""
 
 
 # ---------------------------------------------------------------- FLOP counting

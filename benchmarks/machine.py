@@ -25,6 +25,19 @@ def cpu_model() -> str:
     return f"{vendor + ', ' if vendor else ''}{name}, {os.cpu_count()} cores"
 
 
+def cpu_vendor() -> str:
+    """/proc/cpuinfo's ``vendor_id`` (``AuthenticAMD``, ``GenuineIntel``), or '' where there is none:
+    the key of the benchmarks' per-CPU speed targets."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def describe() -> str:
     return (f"CPU: {cpu_model()}; jax {jax.__version__} on {jax.default_backend()} "
             f"({jax.device_count()} device(s))")

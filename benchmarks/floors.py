@@ -1,0 +1,112 @@
+"""Matmul-only floors of the MLP VAE: the model's matmuls alone, at the same shapes, as one program.
+
+A floor is what XLA's GEMM kernels on this machine allow for a piece of work: the same
+``dot_general``s the real program runs, in the same order and at the same shapes, with no
+bias, activation, likelihood, sampling, optimizer or data gathering around them. A real
+program's time over its floor is the price of everything that is not a matmul.
+
+* :func:`vae_epoch_floor`: one training epoch (``steps`` steps of batch ``batch``). Per step the
+  encoder and decoder forward passes (x W for each layer; the decoder takes the first
+  ``latent`` columns of the encoder's heads, as z = mu + sigma eps does), then the backward pass
+  layer by layer from the top: the weight gradient h^T g of every layer and the input gradient
+  g W^T of every layer but the encoder's first (the data need none). The encoder's top gradient
+  is the decoder's input gradient twice over (for mu and log-variance). Each weight moves by a
+  tiny step of its gradient (one fused pass over it: the cheapest use that keeps the gradient
+  alive), so no product is loop invariant.
+* :func:`iwae_floor`: the IWAE evaluation (:func:`genjax.vae.iwae_nll`): per chunk of images,
+  the encoder's forward pass on them and the decoder's forward pass on K latents each, chunk by
+  chunk in a ``lax.scan``, as the real evaluation's ``lax.map`` runs them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from genjax.train import data_mesh, fast_compiler_options
+
+
+def _weights(key: jax.Array, shapes: Sequence[tuple[int, int]]) -> list[jax.Array]:
+    keys = jax.random.split(key, len(shapes))
+    return [jax.random.uniform(k, s, jnp.float32, -1, 1) / math.sqrt(s[0]) for k, s in zip(keys, shapes)]
+
+
+def layer_shapes(hidden: Sequence[int], latent: int, pixels: int = 784) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of every dense layer, encoder then decoder, in forward order."""
+    enc = [pixels, *hidden, 2 * latent]
+    dec = [latent, *hidden[::-1], pixels]
+    return list(zip(enc[:-1], enc[1:])) + list(zip(dec[:-1], dec[1:]))
+
+
+def vae_epoch_floor(hidden: Sequence[int], latent: int, steps: int, batch: int = 128, pixels: int = 784):
+    """``(fn, args, flops)``: ``fn(*args)`` runs the matmuls of ``steps`` training steps of an MLP VAE
+    (module docstring) as one jitted ``lax.scan``; ``flops`` counts them (2 m k n each)."""
+    shapes = layer_shapes(hidden, latent, pixels)
+    flops = []
+
+    def mm(a, b):
+        flops.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        return a @ b
+
+    def step(weights, x):
+        inputs, h = [], x
+        for w in weights:
+            h = h[:, :w.shape[0]]  # the decoder's first layer takes z (latent columns of the heads)
+            inputs.append(h)
+            h = mm(h, w)
+        g, new = h, list(weights)  # the logits stand in for dL/dlogits
+        for i in reversed(range(len(weights))):
+            if g.shape[1] != weights[i].shape[1]:
+                g = jnp.concatenate([g, g], axis=1)  # dL/d(mu, log_var) from dL/dz
+            new[i] = weights[i] - 1e-6 * mm(inputs[i].T, g)
+            if i > 0:
+                g = mm(g, weights[i].T)
+        return new, None
+
+    key_w, key_x = jax.random.split(jax.random.key(0))
+    weights = _weights(key_w, shapes)
+    xs = jax.random.uniform(key_x, (steps, batch, pixels))  # a batch per step, as the epoch gathers
+    jax.eval_shape(step, weights, xs[0])  # counts one step's products
+    fn = jax.jit(lambda w, xs: jax.lax.scan(step, w, xs)[0], compiler_options=fast_compiler_options(data_mesh()))
+    return fn, (weights, xs), sum(flops) * steps
+
+
+def iwae_floor(hidden: Sequence[int], latent: int, images: int, k: int, chunk: int, pixels: int = 784):
+    """``(fn, args, flops)`` for the matmuls of the K-sample IWAE bound over ``images`` images in
+    chunks of ``chunk`` (module docstring)."""
+    shapes = layer_shapes(hidden, latent, pixels)
+    n_enc = len(hidden) + 1
+    flops = []
+
+    def mm(a, b):
+        flops.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
+        return a @ b
+
+    def body(carry, x):
+        weights, z, _ = carry
+        h = x
+        for w in weights[:n_enc]:
+            h = mm(h, w)
+        # The K latents of each image: the carried ones, nudged by the encoder's output so that
+        # the decoder's products depend on the chunk (no work is loop invariant).
+        z = z + 1e-7 * jnp.repeat(h[:, :latent], k, axis=0)
+        logits = z
+        for w in weights[n_enc:]:
+            logits = mm(logits, w)
+        return (weights, z, logits), None
+
+    key_w, key_x, key_z = jax.random.split(jax.random.key(0), 3)
+    weights = _weights(key_w, shapes)
+    num_chunks = -(-images // chunk)
+    xs = (jax.random.uniform(key_x, (num_chunks, chunk, pixels)) > 0.5).astype(jnp.float32)
+    z0 = jax.random.normal(key_z, (chunk * k, latent))
+    carry = (weights, z0, jnp.zeros((chunk * k, pixels)))
+    jax.eval_shape(body, carry, xs[0])
+    fn = jax.jit(lambda c, xs: jax.lax.scan(body, c, xs)[0][2], compiler_options=fast_compiler_options(data_mesh()))
+    return fn, (carry, xs), sum(flops) * num_chunks
+
+
+__all__ = ["iwae_floor", "layer_shapes", "vae_epoch_floor"]
