@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.flops import subjaxprs
 from benchmarks.machine import describe, timed_calls
 from genjax import data, vae, vae_experiment
 from genjax.models.conv_vae import SEED_ARCHITECTURES
@@ -106,16 +107,6 @@ class ConvCall:
         return 2.0 * math.prod(self.y_shape) * kh * kw * c
 
 
-def _subjaxprs(value):
-    if hasattr(value, "eqns"):
-        yield value
-    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
-        yield value.jaxpr
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _subjaxprs(v)
-
-
 def _forward_convs(jaxpr, found: list) -> list:
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "conv_general_dilated":
@@ -126,7 +117,7 @@ def _forward_convs(jaxpr, found: list) -> list:
             found.append((tuple(eqn.invars[0].aval.shape), tuple(eqn.invars[1].aval.shape),
                           tuple(tuple(int(a) for a in pad) for pad in p["padding"])))
         for v in eqn.params.values():
-            for sub in _subjaxprs(v):
+            for sub in subjaxprs(v):
                 _forward_convs(sub, found)
     return found
 

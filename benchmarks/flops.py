@@ -1,0 +1,48 @@
+"""Matmul (and convolution) FLOPs of a JAX function, counted from its jaxpr: what the benchmarks'
+GFLOP/s figures divide by, and what their matmul-only floors are checked against."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+
+
+def subjaxprs(value):
+    """The jaxprs inside an equation parameter (a scan's, a custom VJP's, a cond's branches)."""
+    if hasattr(value, "eqns"):
+        yield value
+    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+        yield value.jaxpr
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from subjaxprs(v)
+
+
+def jaxpr_flops(jaxpr, convs: bool = False) -> float:
+    """2 x multiply-adds of every ``dot_general`` (and with ``convs``, every convolution, less the
+    taps that fall on an input dilation's zeros) in ``jaxpr``, sub-jaxprs included, scans times length."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            lhs, rhs = (v.aval.shape for v in eqn.invars)
+            (_, rc), (_, rb) = eqn.params["dimension_numbers"]
+            total += 2 * math.prod(lhs) * math.prod(rhs) / math.prod(rhs[d] for d in (*rc, *rb))
+        elif convs and name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+            # Of an input-dilated (transposed) convolution's window, 1 / prod(lhs_dilation) is data.
+            total += (2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(rhs) / out_features
+                      / math.prod(eqn.params["lhs_dilation"]))
+        inner = sum(jaxpr_flops(j, convs) for v in eqn.params.values() for j in subjaxprs(v))
+        total += inner * (eqn.params["length"] if name == "scan" else 1)
+    return total
+
+
+def step_flops(step, state, batch, convs: bool = False) -> float:
+    """Matmul (and conv) FLOPs of one call of ``step(state, batch)``, from its jaxpr."""
+    return jaxpr_flops(jax.make_jaxpr(step)(state, batch).jaxpr, convs)
+
+
+__all__ = ["jaxpr_flops", "step_flops", "subjaxprs"]
