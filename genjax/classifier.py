@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import optax
 
 from genjax import data
 from genjax.errors import UsageError
+from genjax.fit import write_bytes_atomic, write_json_atomic
 from genjax.models.digit_cnn import DigitCNN
 from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_options, make_epoch, make_train_step,
                           map_in_chunks, masked_mean, num_batches, replicate)
@@ -111,22 +111,16 @@ def _sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _write_atomic(path: Path, blob: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
-
-
 def save(directory: Path, params, test_accuracy: float, config: ClassifierConfig, **extra) -> Path:
     """Write ``params.msgpack`` and then ``info.json`` (its checksum, accuracy, settings
     and any ``extra`` JSON fields), each atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     blob = flax.serialization.to_bytes(params)
-    _write_atomic(directory / PARAMS_FILE, blob)
+    write_bytes_atomic(directory / PARAMS_FILE, blob)
     info = {"model": "DigitCNN", "sha256": _sha256(blob), "test_accuracy": test_accuracy,
             "config": dataclasses.asdict(config), **extra}
-    _write_atomic(directory / INFO_FILE, (json.dumps(info, indent=2) + "\n").encode())
+    write_json_atomic(directory / INFO_FILE, info)
     return directory
 
 

@@ -29,10 +29,16 @@ class NonFiniteLoss(RunStopped):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_bytes_atomic(path: Path, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` through a temporary file beside it and a rename: a reader sees
+    the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def write_history_csv(path: Path, history: list[dict]) -> None:
