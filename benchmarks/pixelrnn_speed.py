@@ -12,8 +12,9 @@ Prints, measured now on this machine, beside the CPU model and JAX's GEMM peak:
   call (which also pays, on every call, the first touch of the ~1.3 GB its backward
   pass keeps: about 0.5M page faults, about 1 s of system time here, that an epoch
   pays once for all of its steps); and genjax's **matmul-only floor** — the
-  same step's matmuls alone at the same shapes (the 784 sequential recurrent products forward, the 784 backward, the recurrent
-  weight gradient as one matmul over all steps, the head forward and backward),
+  same step's matmuls alone at the same shapes (the 784 sequential recurrent
+  products forward, the 784 backward, the recurrent weight gradient as one
+  matmul over all steps, the head forward and backward),
   timed as one compiled program: the limit XLA's kernels set on this machine;
 * the notebook's ``sample()`` loop against genjax's ``lax.scan`` sampler, for 16
   and 64 images.
