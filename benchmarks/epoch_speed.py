@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.floors import iwae_floor, vae_epoch_floor
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_calls
+from benchmarks.flops import step_flops
+from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_calls, timed_median
 from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import get_preset, make_optimizer
@@ -50,34 +51,26 @@ FLOOR_TARGET = 1.3  # epoch / matmul-only floor and IWAE / its floor, on any mac
 MAIN_JOB_TARGET = 45.0  # seconds of wall time for python -m experiments.vae_mnist
 
 
-def matmul_flops_per_epoch(params, batch_size: int, steps: int, input_kernel: str = "hidden_0") -> float:
-    """Dense-layer FLOPs of one epoch: forward 2*B*in*out per kernel, backward twice that,
-    less the input gradient of the encoder's first layer (the data needs none)."""
-    total = 0.0
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        names = [getattr(p, "key", "") for p in path]
-        if names[-1] != "kernel":
-            continue
-        fan_in, fan_out = leaf.shape
-        flops = 3 * 2 * batch_size * fan_in * fan_out
-        if names[0] == "encoder" and names[1] == input_kernel:
-            flops -= 2 * batch_size * fan_in * fan_out
-        total += flops
-    return total * steps
-
-
-def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
+def seed_model(preset: str):
+    """(config, model, key, params) of ``preset``'s MLP VAE, initialized from key 0 (the presets' PRNG)."""
     config = get_preset(preset)
     model = VAE(config.hidden, config.latent_dim, 784, config.activation)
     key = jax.random.key(0, impl=config.prng)
-    params = model.init(key, jnp.zeros((1, 28, 28, 1)), key)["params"]
+    return config, model, key, model.init(key, jnp.zeros((1, 28, 28, 1)), key)["params"]
+
+
+def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
+    config, model, key, params = seed_model(preset)
     tx = make_optimizer(config.optimizer, config.lr)
     mesh = data_mesh()
     steps = num_batches(len(images), config.batch_size)
     loss_fn = vae.make_vae_loss(model, config.likelihood, config.pixels, steps_per_epoch=steps)
-    epoch = make_epoch(make_train_step(loss_fn, tx), config.batch_size, mesh,
-                       compiler_options=fast_compiler_options(mesh))
-    state = replicate(TrainState.create(params, tx, key), mesh)
+    step = make_train_step(loss_fn, tx)
+    epoch = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
+    state = TrainState.create(params, tx, key)
+    batch = {"image": jnp.asarray(images[:config.batch_size]), "mask": jnp.ones((config.batch_size,))}
+    flops = step_flops(step, state, batch) * steps  # the dot_generals of the real step, from its jaxpr
+    state = replicate(state, mesh)
     train = replicate({"image": jnp.asarray(images)}, mesh)
     seconds, loss = [], None
     for e in range(epochs):
@@ -88,23 +81,15 @@ def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
     return {
         "epoch_seconds": seconds,
         "seconds_per_epoch": statistics.median(seconds[1:] if epochs > 1 else seconds),
-        "flops_per_epoch": matmul_flops_per_epoch(params, config.batch_size, steps),
+        "flops_per_epoch": flops,
         "final_train_loss_per_image": loss,
     }
-
-
-def median_seconds(fn, args, repeats: int) -> tuple[float, list[float]]:
-    times = timed_calls(fn, *args, repeats=repeats)
-    return statistics.median(times), times
 
 
 def iwae_seconds(images: np.ndarray, k: int = 1000, preset: str = "seed002") -> dict:
     """One timed call (after a compiling one) of the main job's IWAE evaluation, ``vae.iwae_nll``
     with its chunk size, on ``images`` (threshold-binarized) with untrained weights."""
-    config = get_preset(preset)
-    model = VAE(config.hidden, config.latent_dim, 784, config.activation)
-    key = jax.random.key(0, impl=config.prng)
-    params = model.init(key, jnp.zeros((1, 28, 28, 1)), key)["params"]
+    config, model, key, params = seed_model(preset)
     mesh = data_mesh()
     x = replicate(data.fixed_eval_pixels(images, config.pixels), mesh)
     chunk = vae.iwae_chunk_size(k, 784)
@@ -151,7 +136,7 @@ def main() -> None:
         steps = num_batches(len(images), config.batch_size)
         fn, floor_args, floor_flops = vae_epoch_floor(config.hidden, config.latent_dim, steps, config.batch_size)
         assert abs(floor_flops - ours["flops_per_epoch"]) < 1e-6 * floor_flops, (floor_flops, ours["flops_per_epoch"])
-        floor, floor_times = median_seconds(fn, floor_args, max(1, args.epochs - 1))
+        floor, floor_times = timed_median(fn, *floor_args, repeats=max(1, args.epochs - 1))
         time.sleep(1.0)  # let each side's worker threads go idle before the other starts
         torch_result = torch_seed_loop.seconds_per_epoch(preset, images, epochs=args.epochs)
         time.sleep(1.0)

@@ -26,6 +26,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from benchmarks.flops import step_flops
 from genjax.train import data_mesh, fast_compiler_options
 
 
@@ -43,35 +44,32 @@ def layer_shapes(hidden: Sequence[int], latent: int, pixels: int = 784) -> list[
 
 def vae_epoch_floor(hidden: Sequence[int], latent: int, steps: int, batch: int = 128, pixels: int = 784):
     """``(fn, args, flops)``: ``fn(*args)`` runs the matmuls of ``steps`` training steps of an MLP VAE
-    (module docstring) as one jitted ``lax.scan``; ``flops`` counts them (2 m k n each)."""
+    (module docstring) as one jitted ``lax.scan``; ``flops`` counts them (2 m k n each, from its jaxpr)."""
     shapes = layer_shapes(hidden, latent, pixels)
-    flops = []
-
-    def mm(a, b):
-        flops.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
-        return a @ b
 
     def step(weights, x):
         inputs, h = [], x
         for w in weights:
             h = h[:, :w.shape[0]]  # the decoder's first layer takes z (latent columns of the heads)
             inputs.append(h)
-            h = mm(h, w)
+            h = h @ w
         g, new = h, list(weights)  # the logits stand in for dL/dlogits
         for i in reversed(range(len(weights))):
             if g.shape[1] != weights[i].shape[1]:
                 g = jnp.concatenate([g, g], axis=1)  # dL/d(mu, log_var) from dL/dz
-            new[i] = weights[i] - 1e-6 * mm(inputs[i].T, g)
+            new[i] = weights[i] - 1e-6 * (inputs[i].T @ g)
             if i > 0:
-                g = mm(g, weights[i].T)
+                g = g @ weights[i].T
         return new, None
 
     key_w, key_x = jax.random.split(jax.random.key(0))
     weights = _weights(key_w, shapes)
     xs = jax.random.uniform(key_x, (steps, batch, pixels))  # a batch per step, as the epoch gathers
-    jax.eval_shape(step, weights, xs[0])  # counts one step's products
-    fn = jax.jit(lambda w, xs: jax.lax.scan(step, w, xs)[0], compiler_options=fast_compiler_options(data_mesh()))
-    return fn, (weights, xs), sum(flops) * steps
+    def program(weights, xs):
+        return jax.lax.scan(step, weights, xs)[0]
+
+    fn = jax.jit(program, compiler_options=fast_compiler_options(data_mesh()))
+    return fn, (weights, xs), step_flops(program, weights, xs)
 
 
 def iwae_floor(hidden: Sequence[int], latent: int, images: int, k: int, chunk: int, pixels: int = 784):
@@ -79,23 +77,18 @@ def iwae_floor(hidden: Sequence[int], latent: int, images: int, k: int, chunk: i
     chunks of ``chunk`` (module docstring)."""
     shapes = layer_shapes(hidden, latent, pixels)
     n_enc = len(hidden) + 1
-    flops = []
-
-    def mm(a, b):
-        flops.append(2 * a.shape[0] * a.shape[1] * b.shape[1])
-        return a @ b
 
     def body(carry, x):
         weights, z, _ = carry
         h = x
         for w in weights[:n_enc]:
-            h = mm(h, w)
+            h = h @ w
         # The K latents of each image: the carried ones, nudged by the encoder's output so that
         # the decoder's products depend on the chunk (no work is loop invariant).
         z = z + 1e-7 * jnp.repeat(h[:, :latent], k, axis=0)
         logits = z
         for w in weights[n_enc:]:
-            logits = mm(logits, w)
+            logits = logits @ w
         return (weights, z, logits), None
 
     key_w, key_x, key_z = jax.random.split(jax.random.key(0), 3)
@@ -104,9 +97,11 @@ def iwae_floor(hidden: Sequence[int], latent: int, images: int, k: int, chunk: i
     xs = (jax.random.uniform(key_x, (num_chunks, chunk, pixels)) > 0.5).astype(jnp.float32)
     z0 = jax.random.normal(key_z, (chunk * k, latent))
     carry = (weights, z0, jnp.zeros((chunk * k, pixels)))
-    jax.eval_shape(body, carry, xs[0])
-    fn = jax.jit(lambda c, xs: jax.lax.scan(body, c, xs)[0][2], compiler_options=fast_compiler_options(data_mesh()))
-    return fn, (carry, xs), sum(flops) * num_chunks
+    def program(carry, xs):
+        return jax.lax.scan(body, carry, xs)[0][2]
+
+    fn = jax.jit(program, compiler_options=fast_compiler_options(data_mesh()))
+    return fn, (carry, xs), step_flops(program, carry, xs)
 
 
 __all__ = ["iwae_floor", "layer_shapes", "vae_epoch_floor"]

@@ -40,9 +40,9 @@ def jaxpr_flops(jaxpr, convs: bool = False) -> float:
     return total
 
 
-def step_flops(step, state, batch, convs: bool = False) -> float:
-    """Matmul (and conv) FLOPs of one call of ``step(state, batch)``, from its jaxpr."""
-    return jaxpr_flops(jax.make_jaxpr(step)(state, batch).jaxpr, convs)
+def step_flops(fn, *args, convs: bool = False) -> float:
+    """Matmul (and conv) FLOPs of one call of ``fn(*args)`` (a training step, a floor), from its jaxpr."""
+    return jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr, convs)
 
 
 __all__ = ["jaxpr_flops", "step_flops", "subjaxprs"]

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.flops import step_flops
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_calls
+from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_median
 from genjax import data, gan
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
@@ -164,12 +164,6 @@ def seed000_floor(steps: int, d_grad_leak: bool, latent: int = 20, hidden: int =
     jax.eval_shape(step, carry, xs[0])  # counts the products once
     fn = jax.jit(floor, compiler_options=fast_compiler_options(data_mesh()))
     return fn, (carry, xs), sum(flops) * steps
-
-
-def timed_median(fn, *args, repeats: int) -> tuple[float, list[float]]:
-    """Median seconds of ``repeats`` calls after one untimed (compiling) call, and every call's."""
-    times = timed_calls(fn, *args, repeats=repeats)
-    return statistics.median(times), times
 
 
 # ---------------------------------------------------------------- main

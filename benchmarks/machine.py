@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 
 import jax
@@ -72,3 +73,9 @@ def timed_calls(fn, *args, repeats: int = 3) -> list[float]:
 def best_seconds(fn, *args, repeats: int = 3) -> float:
     """The fastest of :func:`timed_calls`."""
     return min(timed_calls(fn, *args, repeats=repeats))
+
+
+def timed_median(fn, *args, repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` calls after one untimed (compiling) call, and every call's."""
+    times = timed_calls(fn, *args, repeats=repeats)
+    return statistics.median(times), times
