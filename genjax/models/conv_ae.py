@@ -111,7 +111,24 @@ def flatten_leading(x: jax.Array, ndim: int) -> tuple[jax.Array, tuple[int, ...]
     return x.reshape(-1, *x.shape[x.ndim - ndim:]), lead
 
 
-class ConvAutoencoder(nn.Module):
+class _CodeAutoencoder:
+    """``encode``/``decode``/``__call__`` over any leading axes, for a module whose ``setup``
+    defines ``self.encoder`` (B, H, W, C) -> (B, ...) and ``self.decoder`` (B, latent) -> logits."""
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.decode(self.encode(x, train), train)
+
+    def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x, lead = flatten_leading(x, 3)
+        return self.encoder(x, train).reshape(*lead, -1)
+
+    def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
+        z, lead = flatten_leading(z, 1)
+        logits = self.decoder(z, train)
+        return logits.reshape(*lead, *logits.shape[1:])
+
+
+class ConvAutoencoder(_CodeAutoencoder, nn.Module):
     """Seed 004's ``ConvAutoencoder`` with its 2-D latent (the default here):
 
         x 1x28x28 -> Conv 16 (3x3, stride 2, padding 1), ReLU -> 16x14x14 -> Conv 32, ReLU -> 32x7x7
@@ -133,20 +150,9 @@ class ConvAutoencoder(nn.Module):
         self.decoder = ConvDecoder(self.image_shape, tuple(reversed(self.features)), self.kernel_size, self.padding,
                                    dense_relu=True)
 
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return self.decode(self.encode(x, train), train)
-
-    def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x, lead = flatten_leading(x, 3)
-        return self.encoder(x, train).reshape(*lead, -1)
-
-    def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
-        z, lead = flatten_leading(z, 1)
-        logits = self.decoder(z, train)
-        return logits.reshape(*lead, *logits.shape[1:])
 
 
-class FullyConvAutoencoder(nn.Module):
+class FullyConvAutoencoder(_CodeAutoencoder, nn.Module):
     """Seed 001's CIFAR-10 ``Autoencoder``, no dense layer: the code is the last feature map.
 
         x 3x32x32 -> Conv 12 (4x4, stride 2, padding 1), ReLU -> 12x16x16 -> Conv 24, ReLU -> 24x8x8
@@ -178,14 +184,3 @@ class FullyConvAutoencoder(nn.Module):
         self.decoder = ConvDecoder(self.image_shape, tuple(reversed(self.features)), self.kernel_size, self.padding,
                                    dense_input=False)
 
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return self.decode(self.encode(x, train), train)
-
-    def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x, lead = flatten_leading(x, 3)
-        return self.encoder(x, train).reshape(*lead, -1)
-
-    def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
-        z, lead = flatten_leading(z, 1)
-        logits = self.decoder(z, train)
-        return logits.reshape(*lead, *logits.shape[1:])
