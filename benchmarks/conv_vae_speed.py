@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.flops import subjaxprs
-from benchmarks.machine import describe, timed_calls
+from benchmarks.machine import describe, import_baseline, timed_calls
 from genjax import data, vae, vae_experiment
 from genjax.models.conv_vae import SEED_ARCHITECTURES
 from genjax.models.layers import conv2d
@@ -297,12 +297,8 @@ def main() -> None:
                         help="PyTorch intra-op threads (default: os.cpu_count())")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
-    try:
-        import torch
-
-        from benchmarks import torch_conv_vae
-    except ImportError:
-        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 (a CPU build)")
+    torch_conv_vae = import_baseline("torch_conv_vae")
+    import torch  # installed: the baseline imported it
     if min(args.images, args.epochs, args.steps, args.repeats, args.breakdown_steps, args.torch_threads) < 1:
         sys.exit("error: --images, --epochs, --steps, --repeats, --breakdown-steps and --torch-threads must be positive")
     args.images = min(args.images, EPOCH_IMAGES)

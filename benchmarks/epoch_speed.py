@@ -38,7 +38,7 @@ import numpy as np
 
 from benchmarks.floors import iwae_floor, vae_epoch_floor
 from benchmarks.flops import step_flops
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_calls, timed_median
+from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_calls, timed_median
 from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import get_preset, make_optimizer
@@ -119,10 +119,7 @@ def main() -> None:
     parser.add_argument("--main-job", action="store_true", help="also time the whole main job")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
-    try:
-        from benchmarks import torch_seed_loop
-    except ImportError:
-        sys.exit("error: the baseline needs PyTorch: pip install torch==2.13.0 (a CPU build)")
+    torch_seed_loop = import_baseline("torch_seed_loop")
 
     images = data.load_split("mnist", "train", args.data_dir).images
     peak = gemm_peak_gflops()

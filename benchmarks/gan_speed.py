@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.flops import step_flops
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, timed_median
+from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_median
 from genjax import data, gan
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
@@ -180,12 +180,8 @@ def main() -> None:
                         help="PyTorch intra-op threads (default: os.cpu_count())")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
-    try:
-        import torch
-
-        from benchmarks import torch_gan
-    except ImportError:
-        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 (a CPU build)")
+    torch_gan = import_baseline("torch_gan")
+    import torch  # installed: the baseline imported it
     if min(args.epochs, args.dcgan_steps, args.dcgan_repeats, args.torch_threads) < 1:
         sys.exit("error: --epochs, --dcgan-steps, --dcgan-repeats and --torch-threads must be positive")
     repeats = max(1, args.epochs - 1)

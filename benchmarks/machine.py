@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+
+
+def import_baseline(name: str):
+    """The PyTorch baseline module ``benchmarks.<name>``, or exit with the command that installs PyTorch."""
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    except ModuleNotFoundError as missing:
+        if missing.name != "torch":
+            raise
+        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 (a CPU build)")
 
 
 def cpu_model() -> str:

@@ -27,13 +27,12 @@ fastest of ``--repeats`` after one untimed call.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.machine import best_seconds, describe, gemm_peak_gflops
+from benchmarks.machine import best_seconds, describe, gemm_peak_gflops, import_baseline
 from genjax import data, pixelrnn
 from genjax.models.pixel_rnn import PixelRNN
 from genjax.presets import make_optimizer
@@ -106,10 +105,7 @@ def main() -> None:
     parser.add_argument("--epoch-steps", type=int, default=3, help="steps of the timed compiled epoch")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
-    try:
-        from benchmarks import torch_pixelrnn
-    except ImportError:
-        sys.exit("error: the baseline needs PyTorch: pip install torch==2.13.0 (a CPU build)")
+    torch_pixelrnn = import_baseline("torch_pixelrnn")
 
     h, b = args.hidden, args.batch_size
     train_images = data.load_split("mnist", "train", args.data_dir).images

@@ -83,18 +83,8 @@ def save_reconstructions(
 
 
 def save_curves(path: Path, epochs: Sequence[int], curves: dict[str, Sequence[float]], ylabel: str, title: str) -> None:
-    """One line per named curve against the epoch."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, values in curves.items():
-        ax.plot(epochs, values, marker="o", label=name)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    """One line per named curve against the epoch (integer ticks)."""
+    save_lines(path, epochs, curves, "epoch", ylabel, title, integer_x=True)
 
 
 def save_latent_scatter(path: Path, z: np.ndarray, labels: np.ndarray, title: str,
@@ -123,14 +113,17 @@ def manifold_grid(n: int = 20, extent: float = 3.0) -> np.ndarray:
 
 
 def save_lines(path: Path, xs: Sequence[float], curves: dict[str, Sequence[float]], xlabel: str, ylabel: str,
-               title: str, log_x: bool = False) -> None:
-    """One line per named curve against any x (e.g. the latent size of a study)."""
+               title: str, log_x: bool = False, integer_x: bool = False) -> None:
+    """One line per named curve against any x (e.g. the latent size of a study); ``None``
+    values are gaps; ``integer_x``: integer ticks only (epochs)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in curves.items():
         ax.plot(xs, [np.nan if v is None else v for v in values], marker="o", label=name)
     if log_x:
         ax.set_xscale("log")
         ax.set_xticks(list(xs), [str(x) for x in xs])
+    if integer_x:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
