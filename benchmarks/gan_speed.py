@@ -66,7 +66,7 @@ def build_gan(preset: str, d_grad_leak: bool, image_shape=(28, 28, 1)):
     if config.model == "mlp":
         gen, disc = MLPGenerator(config.width), MLPDiscriminator(config.width)
     else:
-        gen, disc = DCGenerator(config.width), DCDiscriminator(config.width)
+        gen, disc = DCGenerator(config.width), DCDiscriminator(config.width, config.d_norm)
     key = jax.random.key(config.seed, impl=config.prng)
     tx_g = make_optimizer(config.optimizer, config.lr, config.b1)
     tx_d = make_optimizer(config.optimizer, config.lr, config.b1)

@@ -168,20 +168,23 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """(B, 1, 28, 28) -> Conv 64 (4, 2, 1) -> LeakyReLU 0.2 -> Conv 128 (4, 2, 1) -> LeakyReLU 0.2
-    -> Linear(7*7*128, 1): logits (B, 1)."""
+    """(B, 1, 28, 28) -> Conv 64 (4, 2, 1) -> LeakyReLU 0.2 -> Conv 128 (4, 2, 1, no bias)
+    -> LayerNorm over each position's channels (eps 1e-6, Flax's) -> LeakyReLU 0.2
+    -> Linear(7*7*128, 1): logits (B, 1). ``norm="none"``: the conv's bias, no LayerNorm."""
 
-    def __init__(self, width=64, channels=1):
+    def __init__(self, width=64, channels=1, norm="layer"):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, width, 4, 2, 1)
-        self.conv2 = nn.Conv2d(width, 2 * width, 4, 2, 1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 4, 2, 1, bias=norm == "none")
+        self.norm = nn.LayerNorm(2 * width, eps=1e-6) if norm == "layer" else None
         self.fc = nn.Linear(7 * 7 * 2 * width, 1)
         self.apply(_dcgan_init)
 
     def forward(self, x):
-        h = nn.functional.leaky_relu(self.conv1(x), 0.2)
-        h = nn.functional.leaky_relu(self.conv2(h), 0.2)
-        return self.fc(h.flatten(1))
+        h = self.conv2(nn.functional.leaky_relu(self.conv1(x), 0.2))
+        if self.norm is not None:  # NCHW -> channels last and back (free for channels_last tensors)
+            h = self.norm(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.fc(nn.functional.leaky_relu(h, 0.2).flatten(1))
 
 
 def dcgan_step_seconds(train_images: np.ndarray, steps: int = 60, warmup: int = 3, channels_last: bool = False,

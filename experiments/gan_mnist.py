@@ -24,14 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import classifier, cli, data, evaluator, gan, latent, plots, prng, run
-from genjax.models.dcgan import DCDiscriminator, DCGenerator
+from genjax.models.dcgan import DISCRIMINATOR_NORMS, DCDiscriminator, DCGenerator
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from genjax.presets import GAN_PRESETS as PRESETS, make_optimizer
 from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
 
 DEFAULT_OUT = Path("runs/gan_mnist")
 RESUMABLE_CHANGES = ("epochs", "num_samples")
-MODELS = {"mlp": (MLPGenerator, MLPDiscriminator), "dcgan": (DCGenerator, DCDiscriminator)}
 
 parser = run.parser(__doc__, "python -m experiments.gan_mnist", DEFAULT_OUT, PRESETS, "seed000", aliases=("--model",))
 run.preset_flag(parser, "--latent-dim", PRESETS, type=cli.positive_int("--latent-dim"), help="noise dimensions")
@@ -39,6 +38,9 @@ run.preset_flag(parser, "--width", PRESETS, type=cli.positive_int("--width"),
                 help="MLP: hidden units; DCGAN: channels of G's last and D's first convolution")
 run.preset_flag(parser, "--g-loss", PRESETS, choices=tuple(gan.GENERATOR_LOSSES),
                 help="generator loss: non_saturating (-log D(G(z)), the seed's) or saturating (log(1 - D(G(z))))")
+run.preset_flag(parser, "--d-norm", PRESETS, choices=DISCRIMINATOR_NORMS,
+                help="DCGAN: D's normalization after its second convolution (LayerNorm over each position's "
+                     "channels, or none)")
 parser.add_argument("--d-grad-leak", action="store_true", default=None,
                     help="reproduce the seed's loop as written: D's gradients from G's backward pass are never "
                          "cleared and add into D's next update (default: cleared, the intended algorithm)")
@@ -49,8 +51,9 @@ classifier.add_dir_flag(parser)
 
 def build(config):
     """(G, D) modules of ``config.model``."""
-    gen_cls, disc_cls = MODELS[config.model]
-    return gen_cls(config.width), disc_cls(config.width)
+    if config.model == "dcgan":
+        return DCGenerator(config.width), DCDiscriminator(config.width, config.d_norm)
+    return MLPGenerator(config.width), MLPDiscriminator(config.width)
 
 
 def draw_pictures(out: Path, gen, variables, config, key) -> None:
@@ -91,7 +94,7 @@ def experiment(args) -> dict:
     samples = np.asarray(gan.sample(gen, variables, draw_key, config.num_samples, config.latent_dim))[..., 0]
     scores = evaluator.score(samples, clf_params, evaluator.reference_set(clf_params, train.images, test.images))
     metrics = {**scores, **r.summary(history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
-               "d_grad_leak": config.d_grad_leak, "pixels": config.pixels,
+               "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None, "pixels": config.pixels,
                **{f"test_{k}": final[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}}
 
     if r.writes_files:

@@ -103,6 +103,7 @@ class GANConfig:
     epochs: int = 10
     batch_size: int = 128
     g_loss: str = "non_saturating"  # non_saturating | saturating
+    d_norm: str = "layer"  # DCGAN: D's normalization after its second convolution, layer | none (MLP: unused)
     # The seed's loop never clears D's gradients after G's backward pass, so d/dD of G's loss
     # adds into D's next update; True reproduces that, False (default) is the intended algorithm.
     d_grad_leak: bool = False

@@ -4,8 +4,14 @@ G: z (100) -> Dense 7*7*128 -> BatchNorm, ReLU -> ConvTranspose 64 (4x4, stride 
 -> 14x14 -> BatchNorm, ReLU -> ConvTranspose C (4x4, stride 2, padding 1) -> 28x28 -> sigmoid
 (the transposed convolutions as :class:`genjax.models.layers.UpConv`).
 D: Conv 64 (4x4, stride 2, padding 1) -> 14x14, LeakyReLU 0.2 -> Conv 128 (4x4, stride 2,
-padding 1) -> 7x7, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)) (the convolutions as
+padding 1) -> 7x7, LayerNorm, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)) (the convolutions as
 :class:`genjax.models.layers.DownConv`).
+
+D's normalization (``norm="layer"``, the default) is a LayerNorm over each position's 128
+channels, (h - mean_c h) / sqrt(var_c h + 1e-6) * gamma + beta, where the paper has BatchNorm:
+it normalizes each image on its own, so D has no batch statistics to carry, and real and
+generated batches cannot tell D apart through them. ``norm="none"`` is the plain D, a
+weaker one (the README's GAN table has both).
 
 As in the paper: BatchNorm in G (not on its output), none on D's input, weights
 N(0, 0.02), BatchNorm scales N(1, 0.02); the layer in front of a BatchNorm has no
@@ -22,6 +28,7 @@ import jax.numpy as jnp
 from genjax.models.layers import DownConv, UpConv
 
 WEIGHT_INIT = nn.initializers.normal(0.02)
+DISCRIMINATOR_NORMS = ("layer", "none")
 
 
 def _scale_init(key, shape, dtype=jnp.float32):
@@ -49,13 +56,18 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x)."""
+    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x); ``norm``: "layer" or "none"."""
 
     width: int = 64
+    norm: str = "layer"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = x
-        for features in (self.width, 2 * self.width):
-            h = nn.leaky_relu(DownConv(features, kernel_init=WEIGHT_INIT)(h), 0.2)
+        if self.norm not in DISCRIMINATOR_NORMS:
+            raise ValueError(f"norm must be one of {DISCRIMINATOR_NORMS}, not {self.norm!r}")
+        h = nn.leaky_relu(DownConv(self.width, kernel_init=WEIGHT_INIT)(x), 0.2)
+        h = DownConv(2 * self.width, use_bias=self.norm == "none", kernel_init=WEIGHT_INIT)(h)
+        if self.norm == "layer":  # over the channels of each position; its shift replaces the bias
+            h = nn.LayerNorm()(h)
+        h = nn.leaky_relu(h, 0.2)
         return nn.Dense(1, kernel_init=WEIGHT_INIT)(h.reshape(h.shape[0], -1))[:, 0]
