@@ -94,7 +94,8 @@ def experiment(args) -> dict:
     samples = np.asarray(gan.sample(gen, variables, draw_key, config.num_samples, config.latent_dim))[..., 0]
     scores = evaluator.score(samples, clf_params, evaluator.reference_set(clf_params, train.images, test.images))
     metrics = {**scores, **r.summary(history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
-               "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None, "pixels": config.pixels,
+               "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None,
+               "pixels": config.pixels,
                **{f"test_{k}": final[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}}
 
     if r.writes_files:

@@ -151,7 +151,6 @@ class ConvAutoencoder(_CodeAutoencoder, nn.Module):
                                    dense_relu=True)
 
 
-
 class FullyConvAutoencoder(_CodeAutoencoder, nn.Module):
     """Seed 001's CIFAR-10 ``Autoencoder``, no dense layer: the code is the last feature map.
 
@@ -183,4 +182,3 @@ class FullyConvAutoencoder(_CodeAutoencoder, nn.Module):
         self.encoder = ConvEncoder(self.features, self.kernel_size, self.padding)
         self.decoder = ConvDecoder(self.image_shape, tuple(reversed(self.features)), self.kernel_size, self.padding,
                                    dense_input=False)
-
