@@ -47,8 +47,6 @@ import numpy as np
 from benchmarks.flops import step_flops
 from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_median
 from genjax import data, gan
-from genjax.models.dcgan import DCDiscriminator, DCGenerator
-from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from genjax.presets import GAN_PRESETS, make_optimizer
 from genjax.train import data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches, replicate
 
@@ -63,10 +61,7 @@ DCGAN_SPEEDUP = 1.5
 
 def build_gan(preset: str, d_grad_leak: bool, image_shape=(28, 28, 1)):
     config = GAN_PRESETS[preset]
-    if config.model == "mlp":
-        gen, disc = MLPGenerator(config.width), MLPDiscriminator(config.width)
-    else:
-        gen, disc = DCGenerator(config.width), DCDiscriminator(config.width, config.d_norm)
+    gen, disc = gan.build_models(config)
     key = jax.random.key(config.seed, impl=config.prng)
     tx_g = make_optimizer(config.optimizer, config.lr, config.b1)
     tx_d = make_optimizer(config.optimizer, config.lr, config.b1)

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import classifier, cli, data, evaluator, gan, latent, plots, prng, run
-from genjax.models.dcgan import DISCRIMINATOR_NORMS, DCDiscriminator, DCGenerator
-from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from genjax.models.dcgan import DISCRIMINATOR_NORMS
 from genjax.presets import GAN_PRESETS as PRESETS, make_optimizer
 from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
 
@@ -49,13 +48,6 @@ run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-s
 classifier.add_dir_flag(parser)
 
 
-def build(config):
-    """(G, D) modules of ``config.model``."""
-    if config.model == "dcgan":
-        return DCGenerator(config.width), DCDiscriminator(config.width, config.d_norm)
-    return MLPGenerator(config.width), MLPDiscriminator(config.width)
-
-
 def draw_pictures(out: Path, gen, variables, config, key) -> None:
     """samples.png (8x8) and interpolation.png (8 rows of 10 steps between two noise draws)."""
     k_grid, k_ends = jax.random.split(key)
@@ -75,7 +67,7 @@ def experiment(args) -> dict:
     train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
     x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
 
-    gen, disc = build(config)
+    gen, disc = gan.build_models(config)
     run_key = jax.random.key(config.seed, impl=config.prng)
     init_key, eval_key, draw_key = jax.random.split(run_key, 3)
     tx_g = make_optimizer(config.optimizer, config.lr, config.b1)

@@ -29,10 +29,19 @@ import optax
 
 from genjax import losses, prng
 from genjax.data import to_pixels
+from genjax.models.dcgan import DCDiscriminator, DCGenerator
+from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from genjax.train import TrainState, map_in_chunks, masked_mean
 
 GENERATOR_LOSSES = {"non_saturating": losses.generator_loss_non_saturating,
                     "saturating": losses.generator_loss_saturating}
+
+
+def build_models(config) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of a :class:`genjax.presets.GANConfig`: the MLP pair, or the DCGAN with D's ``d_norm``."""
+    if config.model == "dcgan":
+        return DCGenerator(config.width), DCDiscriminator(config.width, config.d_norm)
+    return MLPGenerator(config.width), MLPDiscriminator(config.width)
 
 
 def generator_variables(state: TrainState) -> dict:

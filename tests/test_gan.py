@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import textwrap
 
@@ -15,8 +16,7 @@ from conftest import script_json_on_devices
 from genjax import gan, losses
 from genjax.checkpoint import Checkpointer
 from genjax.fit import fit
-from genjax.models.dcgan import DCDiscriminator, DCGenerator
-from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from genjax.models.dcgan import DCDiscriminator
 from genjax.presets import GAN_PRESETS, make_optimizer
 from genjax.train import data_mesh, make_epoch, replicate
 
@@ -29,9 +29,8 @@ def host(tree):
 
 def build(preset: str, leak: bool = False, seed: int = 0, width: int | None = None):
     """(G, D, tx, latent_dim, state) of a preset (``width`` overrides its width, for speed)."""
-    config = GAN_PRESETS[preset]
-    gen_cls, disc_cls = (MLPGenerator, MLPDiscriminator) if config.model == "mlp" else (DCGenerator, DCDiscriminator)
-    gen, disc = gen_cls(width or config.width), disc_cls(width or config.width)
+    config = dataclasses.replace(GAN_PRESETS[preset], width=width or GAN_PRESETS[preset].width)
+    gen, disc = gan.build_models(config)
     tx = make_optimizer(config.optimizer, config.lr, config.b1)
     state = gan.init_state(gen, disc, tx, tx, jax.random.key(seed, impl=RBG), config.latent_dim, (28, 28, 1), leak)
     return gen, disc, tx, config.latent_dim, state
