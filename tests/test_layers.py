@@ -30,18 +30,35 @@ def test_conv2d_and_its_hand_written_gradient_match_lax_and_autodiff(k, padding,
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_upconv_is_pytorchs_transposed_convolution():
-    x = np.random.default_rng(0).normal(size=(2, 5, 6, 3)).astype(np.float32)
-    layer = UpConv(4)
+def _transposed_by_definition(x, w, padding, output_padding):
+    """ConvTranspose2d(k, stride 2) as its definition, every input pixel adding its k x k patch of
+    outputs, y[2i + k_y - padding, 2j + k_x - padding] += x[i, j] W[k_y, k_x] (a differentiable
+    scatter-add, written independently of the layer's matmul-and-slices form)."""
+    n, h, w_, _ = x.shape
+    k, f = w.shape[0], w.shape[-1]
+    full = jnp.zeros((n, 2 * (h - 1) + k + 1, 2 * (w_ - 1) + k + 1, f))  # one spare row/column for output_padding
+    for ki in range(k):  # tap (k_y, k_x) of every input pixel (i, j) lands on row 2i + k_y, column 2j + k_x
+        for kj in range(k):
+            full = full.at[:, ki:ki + 2 * h:2, kj:kj + 2 * w_:2].add(jnp.einsum("nhwc,cf->nhwf", x, w[ki, kj]))
+    ho, wo = (2 * (s - 1) - 2 * padding + k + e for s, e in zip((h, w_), output_padding))
+    return full[:, padding:padding + ho, padding:padding + wo]
+
+
+@pytest.mark.parametrize("layer, output_padding, shape", [
+    (UpConv(4), (0, 0), (2, 5, 6, 3)), (ConvTranspose2d(4, 4, 1, 1), (1, 1), (2, 3, 3, 3)),
+    (ConvTranspose2d(4, 3, 1, (1, 0)), (1, 0), (2, 4, 5, 3)), (ConvTranspose2d(1, 5, 2, 1), (1, 1), (2, 4, 3, 2))])
+def test_conv_transpose2d_is_the_scatter_definition_with_its_gradients(layer, output_padding, shape):
+    """The matmul-to-all-taps and overlap-add form against the definition, value and both gradients."""
+    x = jnp.asarray(np.random.default_rng(shape[1]).normal(size=shape), jnp.float32)
     variables = layer.init(jax.random.key(0), x)
-    w, b = np.asarray(variables["params"]["kernel"]), np.asarray(variables["params"]["bias"])
-    expected = np.zeros((2, 12, 14, 4))  # ConvTranspose2d(k=4, s=2, p=1): y[2i + k - 1] += x[i] w[k]
-    for i in range(5):
-        for j in range(6):
-            for ki in range(4):
-                for kj in range(4):
-                    expected[:, 2 * i + ki, 2 * j + kj] += x[:, i, j] @ w[ki, kj]
-    np.testing.assert_allclose(layer.apply(variables, x), expected[:, 1:11, 1:13] + b, rtol=1e-5, atol=1e-6)
+    w, b = variables["params"]["kernel"], variables["params"]["bias"]
+    ours = lambda w, x: jnp.sum(jnp.sin(layer.apply({"params": {"kernel": w, "bias": b}}, x)))  # noqa: E731
+    ref = lambda w, x: jnp.sum(jnp.sin(_transposed_by_definition(x, w, layer.padding, output_padding) + b))  # noqa: E731
+    np.testing.assert_allclose(layer.apply(variables, x), _transposed_by_definition(x, w, layer.padding, output_padding) + b,
+                               rtol=1e-5, atol=1e-5)
+    for got, want in zip(jax.jit(jax.grad(ours, (0, 1)))(w, x), jax.jit(jax.grad(ref, (0, 1)))(w, x)):
+        assert float(jnp.max(jnp.abs(want))) > 0
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_downconv_is_the_strided_convolution_with_the_same_gradients():
@@ -110,11 +127,13 @@ def test_conv_transpose2d_module_is_pytorchs_with_its_gradients(k, padding, outp
     np.testing.assert_allclose(dv["params"]["kernel"], dw_ref, rtol=1e-4, atol=1e-5)
 
 
-def test_conv_modules_at_4x4_stride_2_padding_1_are_downconv_and_upconv():
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 6, 8, 3)), jnp.float32)
-    for general, special in ((Conv2d(5, 4, 2, 1), DownConv(5)), (ConvTranspose2d(5, 4, 1), UpConv(5))):
+def test_conv_modules_at_4x4_stride_2_padding_1_are_downconv_and_upconv_with_the_papers_initialization():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 6, 8, 64)), jnp.float32)
+    for general, special in ((Conv2d(32, 4, 2, 1), DownConv(32)), (ConvTranspose2d(32, 4, 1), UpConv(32))):
         variables = general.init(jax.random.key(0), x)
         np.testing.assert_allclose(general.apply(variables, x), special.apply(variables, x), rtol=1e-5, atol=1e-5)
+        params = special.init(jax.random.key(0), x)["params"]  # DCGAN: W ~ N(0, 0.02), b = 0
+        assert abs(float(jnp.std(params["kernel"])) - 0.02) < 0.001 and not np.any(np.asarray(params["bias"]))
 
 
 def test_conv_modules_start_from_pytorchs_default_initialization():

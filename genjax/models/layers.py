@@ -77,78 +77,6 @@ def _conv2d_bwd(padding, saved, dy):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-# Along one axis, a 4-tap stride-2 transposed convolution with padding 1 (PyTorch's
-# ConvTranspose2d(k=4, s=2, p=1)) writes y[2i + k - 1] += x[i] w[k], so output phase 0 (even y)
-# is x[i-1] w[3] + x[i] w[1] and phase 1 (odd y) is x[i] w[2] + x[i+1] w[0]: a 3-tap convolution
-# over x[i-1], x[i], x[i+1] with taps (w3, w1, 0) and (0, w2, w0).
-_PHASE_TAPS = ((3, 1, None), (None, 2, 0))
-
-
-class UpConv(nn.Module):
-    r"""The 4x4, stride-2, padding-1 transposed convolution (x2 upsampling; PyTorch's
-    ``ConvTranspose2d(c_in, c_out, 4, 2, 1)``), computed as one 3x3 convolution to 4 c_out
-    channels (one per output phase) and a depth-to-space shuffle:
-
-        y[2i + a, 2j + b] = \sum_{u, v \in \{-1, 0, 1\}} x[i + u, j + v] K_{ab}[u, v],
-
-    with K_{ab} the taps of the 4x4 kernel W that phase (a, b) uses (see ``_PHASE_TAPS``).
-    Same function and parameters (W: (4, 4, c_in, c_out), N(0, 0.02) by default) as the
-    transposed convolution; on XLA's CPU backend the transposed form's kernel gradient
-    is some 15x slower than this one's (and :func:`conv2d` keeps it fast inside a scan).
-    """
-
-    features: int
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.normal(0.02)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
-        kernel = self.param("kernel", self.kernel_init, (4, 4, c, self.features))
-        padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index 4 is a zero tap
-        taps = jnp.array([[4 if t is None else t for t in phase] for phase in _PHASE_TAPS])  # (2 phases, 3 taps)
-        # k3[u, v, :, a, b, :] = W[taps[a, u], taps[b, v]]
-        k3 = padded[taps[:, None, :, None], taps[None, :, None, :]]  # (2, 2, 3, 3, c, f): a, b, u, v
-        k3 = k3.transpose(2, 3, 4, 0, 1, 5).reshape(3, 3, c, 4 * self.features)
-        y = conv2d(x, k3, ((1, 1), (1, 1)))
-        y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, -1)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
-
-
-
-class DownConv(nn.Module):
-    r"""The 4x4, stride-2, padding-1 convolution (/2 downsampling; PyTorch's
-    ``Conv2d(c_in, c_out, 4, 2, 1)``), computed as a space-to-depth shuffle of the padded
-    input and one 2x2 stride-1 :func:`conv2d` over its 4 c_in channels:
-
-        y[i, j] = \sum_{k, l < 4} x_{pad}[2i + k, 2j + l] W[k, l]
-                = \sum_{u, v < 2} s[i + u, j + v] \cdot W[2u : 2u + 2, 2v : 2v + 2],
-
-    s[m, n] holding the 2x2 block x_pad[2m : 2m + 2, 2n : 2n + 2]. Same function and
-    parameters (W: (4, 4, c_in, c_out), N(0, 0.02) by default) as the strided convolution,
-    with :func:`conv2d`'s gradient, fast inside a scan. Even input sizes only.
-    """
-
-    features: int
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.normal(0.02)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
-        kernel = self.param("kernel", self.kernel_init, (4, 4, c, self.features))
-        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        blocks = xp.reshape(n, h // 2 + 1, 2, w // 2 + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
-        k2 = kernel.reshape(2, 2, 2, 2, c, self.features).transpose(0, 2, 1, 3, 4, 5)  # (u, v, p, q, c, f)
-        y = conv2d(blocks.reshape(n, h // 2 + 1, w // 2 + 1, 4 * c), k2.reshape(2, 2, 4 * c, self.features),
-                   ((0, 0), (0, 0)))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
-
-
 def torch_conv_init(transposed: bool = False):
     """PyTorch's default for an HWIO conv kernel, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)):
     fan_in = k_h k_w c_in for ``nn.Conv2d``; k_h k_w c_out for ``nn.ConvTranspose2d`` (PyTorch
@@ -175,11 +103,11 @@ def transposed_output_padding(size: int, target: int, kernel_size: int, padding:
 
 
 def _pad_or_crop(x: jax.Array, before: tuple[int, int], length: tuple[int, int]) -> jax.Array:
-    """x (N, H, W, C) with ``before`` zero rows/columns put in front, then padded with zeros or
+    """x (N, H, W, ...) with ``before`` zero rows/columns put in front, then padded with zeros or
     cropped at the end to ``length`` (rows, columns)."""
     (top, left), (rows, cols) = before, length
-    x = jnp.pad(x, ((0, 0), (top, max(0, rows - top - x.shape[1])), (left, max(0, cols - left - x.shape[2])), (0, 0)))
-    return x[:, :rows, :cols]
+    pad = ((0, 0), (top, max(0, rows - top - x.shape[1])), (left, max(0, cols - left - x.shape[2])))
+    return jnp.pad(x, pad + ((0, 0),) * (x.ndim - 3))[:, :rows, :cols]
 
 
 class Conv2d(nn.Module):
@@ -201,6 +129,7 @@ class Conv2d(nn.Module):
     padding: int = 0
     use_bias: bool = True
     kernel_init: Callable | None = None  # None: PyTorch's default (torch_conv_init())
+    bias_init: Callable | None = None  # None: PyTorch's default (torch_uniform(k * k * c_in))
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -220,7 +149,7 @@ class Conv2d(nn.Module):
         else:
             raise ValueError(f"stride {self.stride}: only 1 and 2")
         if self.use_bias:
-            y = y + self.param("bias", torch_uniform(k * k * c), (f,))
+            y = y + self.param("bias", self.bias_init or torch_uniform(k * k * c), (f,))
         return y
 
 
@@ -236,19 +165,38 @@ def _phase_taps(kernel_size: int, padding: int) -> tuple[int, list[list[int]]]:
     return lo, taps
 
 
+def conv_transpose2d(x: jax.Array, kernel: jax.Array, padding: int, output_padding: tuple[int, int]) -> jax.Array:
+    r"""PyTorch's stride-2 transposed convolution, NHWC x (k, k, c_in, c_out), H -> 2 (H - 1) -
+    2 padding + k + output_padding: every input pixel adds its k x k patch of outputs,
+
+        y[2i + k_y - padding, 2j + k_x - padding] += \sum_c x[i, j, c] W[k_y, k_x, c, :],
+
+    computed as one matmul to all k^2 taps at once, cols = x W (c_in -> k^2 c_out; exactly the
+    k^2 c_in c_out multiply-adds per input pixel the definition has, none with an inserted zero)
+    and an overlap-add of shifted slices of cols, one per tap, phase by phase:
+    y[2m + a, 2n + b] = \sum_{u, v} cols[m + u, n + v, a + padding - 2u, b + padding - 2v] (taps inside
+    the kernel only). Autodiff's gradient is two matmuls and the slices' adjoints (no convolution,
+    so it stays fast inside ``lax.scan``, jax-ml/jax#12868)."""
+    n, h, w, c = x.shape
+    k, f = kernel.shape[0], kernel.shape[-1]
+    ho, wo = (2 * (s - 1) - 2 * padding + k + e for s, e in zip((h, w), output_padding))
+    mh, mw = (ho + 1) // 2, (wo + 1) // 2  # rows and columns per phase
+    lo, taps = _phase_taps(k, padding)
+    t = len(taps[0])
+    cols = (x.reshape(n * h * w, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, k * k * f)).reshape(n, h, w, k, k, f)
+    cols = _pad_or_crop(cols, (-lo, -lo), (mh + t - 1, mw + t - 1))  # cols[m + u] holds x[m + lo + u]
+    phases = [[sum(cols[:, u : u + mh, v : v + mw, taps[a][u], taps[b][v]]
+                   for u in range(t) if taps[a][u] < k for v in range(t) if taps[b][v] < k)
+               for b in (0, 1)] for a in (0, 1)]
+    y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (n, mh, a, mw, b, f)
+    return y.reshape(n, 2 * mh, 2 * mw, f)[:, :ho, :wo]
+
+
 class ConvTranspose2d(nn.Module):
     r"""PyTorch's ``ConvTranspose2d(c_in, features, kernel_size, stride=2, padding, output_padding)``
     in NHWC, H -> 2 (H - 1) - 2 padding + kernel_size + output_padding, with PyTorch's default
-    initialization. :class:`UpConv`'s form for any kernel size, padding and output padding: one
-    stride-1 :func:`conv2d` to 4 ``features`` channels, one per output phase (a, b), and a
-    depth-to-space shuffle,
-
-        y[2m + a, 2n + b] = \sum_{u, v} x[m + u, n + v] W[a + padding - 2u, b + padding - 2v],
-
-    (taps outside the kernel are zero; ``output_padding`` rows at the end are the ones the full
-    transposed convolution has there, zero input rows contributing nothing). W is
-    (kernel_size, kernel_size, c_in, features): PyTorch's weight (c_in, features, k, k)
-    transposed by (2, 3, 0, 1), unflipped.
+    initialization, computed by :func:`conv_transpose2d`. W is (kernel_size, kernel_size, c_in,
+    features): PyTorch's weight (c_in, features, k, k) transposed by (2, 3, 0, 1), unflipped.
     """
 
     features: int
@@ -257,30 +205,41 @@ class ConvTranspose2d(nn.Module):
     output_padding: int | tuple[int, int] = 0  # (rows, columns), or one for both
     use_bias: bool = True
     kernel_init: Callable | None = None  # None: PyTorch's default (torch_conv_init(transposed=True))
+    bias_init: Callable | None = None  # None: PyTorch's default (torch_uniform(k * k * features))
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
         k, p, f = self.kernel_size, self.padding, self.features
         extra = (self.output_padding,) * 2 if isinstance(self.output_padding, int) else tuple(self.output_padding)
         if not (0 <= p < k and all(e in (0, 1) for e in extra)):
             raise ValueError(f"padding {p} and output_padding {self.output_padding} need 0 <= padding < "
                              f"kernel_size and output_padding in {{0, 1}}")
-        kernel = self.param("kernel", self.kernel_init or torch_conv_init(transposed=True), (k, k, c, f))
-        ho, wo = (2 * (s - 1) - 2 * p + k + e for s, e in zip((h, w), extra))
-        mh, mw = (ho + 1) // 2, (wo + 1) // 2  # rows and columns per phase
-        lo, taps = _phase_taps(k, p)
-        t = len(taps[0])
-        xp = _pad_or_crop(x, (-lo, -lo), (mh + t - 1, mw + t - 1))
-        padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k is a zero tap
-        taps = jnp.array(taps)  # (2 phases, t offsets)
-        kt = padded[taps[:, None, :, None], taps[None, :, None, :]]  # (a, b, u, v, c, f)
-        kt = kt.transpose(2, 3, 4, 0, 1, 5).reshape(t, t, c, 4 * f)
-        y = conv2d(xp, kt, ((0, 0), (0, 0)))
-        y = y.reshape(n, mh, mw, 2, 2, f).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * mh, 2 * mw, f)[:, :ho, :wo]
+        kernel = self.param("kernel", self.kernel_init or torch_conv_init(transposed=True), (k, k, x.shape[-1], f))
+        y = conv_transpose2d(x, kernel, p, extra)
         if self.use_bias:
-            y = y + self.param("bias", torch_uniform(k * k * f), (f,))
+            y = y + self.param("bias", self.bias_init or torch_uniform(k * k * f), (f,))
         return y
+
+
+class UpConv(ConvTranspose2d):
+    """The DCGAN's x2 upsampling: ``ConvTranspose2d(c_in, features, 4, 2, 1)`` with the paper's
+    N(0, 0.02) weights and zero biases."""
+
+    kernel_size: int = 4
+    padding: int = 1
+    kernel_init: Callable | None = nn.initializers.normal(0.02)
+    bias_init: Callable | None = nn.initializers.zeros
+
+
+class DownConv(Conv2d):
+    """The DCGAN's /2 downsampling: ``Conv2d(c_in, features, 4, 2, 1)`` (:class:`Conv2d`'s
+    space-to-depth form) with the paper's N(0, 0.02) weights and zero biases."""
+
+    kernel_size: int = 4
+    stride: int = 2
+    padding: int = 1
+    kernel_init: Callable | None = nn.initializers.normal(0.02)
+    bias_init: Callable | None = nn.initializers.zeros
 
 
 def torch_batch_norm(name: str | None = None) -> nn.BatchNorm:
