@@ -20,11 +20,12 @@ Rows, each measured now on this machine, genjax and PyTorch (:mod:`benchmarks.to
 * ``seed003``: the same for seed 003's ConvVAE (28x28, latent 128, batch 128; MNIST).
 
 The **conv-only floor** of each row: the convolutions of genjax's step alone, as genjax computes
-them (every :func:`genjax.models.layers.conv2d` call of the model's forward pass, read off its
-jaxpr at batch 128: the stride-1 convolution each ``Conv2d``/``ConvTranspose2d`` becomes after its
-space-to-depth or phase rewrite), forward and backward through ``conv2d``'s own gradient (kernel:
-the im2col matmul; input: the flipped convolution; no input gradient for the first layer, whose
-input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted ``lax.scan``, with the
+them (every ``Conv2d`` and ``ConvTranspose2d`` of the model's forward pass at batch 128: a
+``Conv2d`` as the stride-1 :func:`genjax.models.layers.conv2d` call it becomes after its
+space-to-depth rewrite, read off the jaxpr, forward and backward through ``conv2d``'s own gradient,
+kernel: the im2col matmul, input: the flipped convolution; a ``ConvTranspose2d`` as its
+:func:`genjax.models.layers.conv_transpose2d`, the matmul to all taps and the overlap-add, and
+their autodiff gradient; no input gradient for the first layer, whose input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted ``lax.scan``, with the
 epoch's compiler options. No dense layers, activations, BatchNorm, loss, optimizer, layout
 shuffles or gathers. Each layer's forward output is its own cotangent; the kernels move by 1e-9 of
 their gradient and each input by 1e-9 of its gradient (the first by a scalar), so nothing is loop
@@ -55,6 +56,7 @@ import statistics
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,8 +64,7 @@ import numpy as np
 from benchmarks.flops import subjaxprs
 from benchmarks.machine import describe, import_baseline, timed_calls
 from genjax import data, vae, vae_experiment
-from genjax.models.conv_vae import SEED_ARCHITECTURES
-from genjax.models.layers import conv2d
+from genjax.models.layers import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
 from genjax.presets import CELEBA_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
 from genjax.train import data_mesh, epoch_key, fast_compiler_options, num_batches
 
@@ -86,24 +87,42 @@ PARTS = ("fwd", "dk", "dx")
 
 @dataclasses.dataclass(frozen=True)
 class ConvCall:
-    """One :func:`conv2d` call of the model's forward pass: x (N, H, W, C) * kernel (kh, kw, C, F)."""
+    """One convolution of the model's forward pass, as genjax computes it: a :func:`conv2d` call,
+    x (N, H, W, C) * kernel (kh, kw, C, F) with ``padding`` ((top, bottom), (left, right)); or, with
+    ``output_padding`` set, a :func:`conv_transpose2d` call (x, kernel (k, k, C, F), ``padding`` an int)."""
 
     name: str
     x_shape: tuple[int, ...]
     k_shape: tuple[int, ...]
-    padding: tuple[tuple[int, int], tuple[int, int]]
+    padding: tuple[tuple[int, int], tuple[int, int]] | int
     need_dx: bool  # False for the first layer: its input is data
+    output_padding: tuple[int, int] | None = None  # set: a transposed convolution
+
+    @property
+    def transposed(self) -> bool:
+        return self.output_padding is not None
 
     @property
     def y_shape(self) -> tuple[int, ...]:
-        (n, h, w, _), (kh, kw, _, f), ((t, b), (l, r)) = self.x_shape, self.k_shape, self.padding
+        (n, h, w, _), (kh, kw, _, f) = self.x_shape, self.k_shape
+        if self.transposed:
+            return (n, *(2 * (s - 1) - 2 * self.padding + kh + e for s, e in zip((h, w), self.output_padding)), f)
+        ((t, b), (l, r)) = self.padding
         return n, h + t + b - kh + 1, w + l + r - kw + 1, f
 
+    def __call__(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        if self.transposed:
+            return conv_transpose2d(x, kernel, self.padding, self.output_padding)
+        return conv2d(x, kernel, self.padding)
+
     def flops(self, part: str) -> float:
-        """2 x multiply-adds of the forward (``fwd``), the kernel gradient (``dk``) or the input gradient (``dx``)."""
+        """2 x multiply-adds of the forward (``fwd``), the kernel gradient (``dk``) or the input gradient
+        (``dx``): per output pixel k^2 C F for a convolution, per input pixel for a transposed one."""
         if part == "dx" and not self.need_dx:
             return 0.0
-        kh, kw, c, _ = self.k_shape
+        kh, kw, c, f = self.k_shape
+        if self.transposed:
+            return 2.0 * math.prod(self.x_shape) * kh * kw * f
         return 2.0 * math.prod(self.y_shape) * kh * kw * c
 
 
@@ -122,35 +141,41 @@ def _forward_convs(jaxpr, found: list) -> list:
     return found
 
 
-def layer_names(config) -> list[str]:
-    """The model's convolution layers in forward order (genjax.models.conv_ae's names)."""
-    arch = SEED_ARCHITECTURES[config.architecture]
-    decoder = arch.get("decoder_features") or tuple(reversed(arch["features"]))
-    ups = len(decoder) - 1 + (0 if arch.get("out_conv") else 1)
-    return ([f"encoder/down_{i}" for i in range(len(arch["features"]))] + [f"decoder/up_{i}" for i in range(ups)]
-            + (["decoder/out"] if arch.get("out_conv") else []))
-
-
 def conv_calls(v: vae_experiment.ImageVAE) -> list[ConvCall]:
-    """Every ``conv2d`` call of the training forward pass of ``v``'s step, at batch 128, from the
-    jaxpr of its loss (the custom-gradient ``conv2d`` is the model's only convolution)."""
+    """Every convolution of the training forward pass of ``v``'s step at batch 128, in order: the
+    ``Conv2d``/``ConvTranspose2d`` module calls of its loss (seen by ``nn.intercept_methods``, with
+    their names), each ``Conv2d`` as the one :func:`conv2d` call its jaxpr shows after the
+    space-to-depth rewrite."""
     c = v.config
     loss = vae.make_vae_loss(v.model, c.likelihood, c.pixels)
     batch = {"image": jnp.zeros((BATCH, *v.train_data["image"].shape[1:]), jnp.uint8), "mask": jnp.ones((BATCH,))}
     key = jax.random.key(0, impl=c.prng)
-    jaxpr = jax.make_jaxpr(lambda p, s: loss(p, s, batch, key, 0))(v.state.params, v.state.model_state).jaxpr
-    found = _forward_convs(jaxpr, [])
-    names = layer_names(c)
-    if len(names) != len(found):
-        names = [f"conv_{i}" for i in range(len(found))]
-    return [ConvCall(name, x, k, pad, need_dx=i > 0) for i, (name, (x, k, pad)) in enumerate(zip(names, found))]
+    modules = []
+
+    def record(next_fun, args, kwargs, context):
+        m = context.module
+        if context.method_name == "__call__" and isinstance(m, (Conv2d, ConvTranspose2d)):
+            modules.append((m, "/".join(m.path), tuple(args[0].shape)))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        jaxpr = jax.make_jaxpr(lambda p, s: loss(p, s, batch, key, 0))(v.state.params, v.state.model_state).jaxpr
+    convs = iter(_forward_convs(jaxpr, []))
+    calls = []
+    for i, (m, name, x_shape) in enumerate(modules):
+        if isinstance(m, ConvTranspose2d):
+            extra = (m.output_padding,) * 2 if isinstance(m.output_padding, int) else tuple(m.output_padding)
+            k_shape = (m.kernel_size, m.kernel_size, x_shape[-1], m.features)
+            calls.append(ConvCall(name, x_shape, k_shape, m.padding, i > 0, extra))
+        else:
+            x, k, pad = next(convs)
+            calls.append(ConvCall(name, x, k, pad, i > 0))
+    if next(convs, None) is not None:
+        raise ValueError("a conv2d call outside the model's Conv2d modules")
+    return calls
 
 
 # ---------------------------------------------------------------- the conv-only floor
-
-
-def _conv_with_padding(padding, x, kernel):
-    return conv2d(x, kernel, padding)
 
 
 def conv_floor(calls: list[ConvCall], steps: int, parts: tuple[str, ...] = PARTS):
@@ -172,7 +197,7 @@ def conv_floor(calls: list[ConvCall], steps: int, parts: tuple[str, ...] = PARTS
         xs, ks = carry
         new_xs, new_ks = [], []
         for c, x, k, dy in zip(calls, xs, ks, dys):
-            f = functools.partial(_conv_with_padding, c.padding)
+            f = c
             if both:
                 if c.need_dx:
                     y, vjp = jax.vjp(f, x, k)
@@ -371,17 +396,17 @@ def main() -> None:
 
     # Where the time goes.
     print("\nwhere the time goes (genjax): conv-only floor / genjax step, and the rest (dense layers, activations, "
-          "BatchNorm, loss, Adam, space-to-depth and phase shuffles, the batch gather)")
+          "BatchNorm, loss, Adam, space-to-depth shuffles, the batch gather)")
     for row, r in results.items():
         print(f"  {row}: convolutions {100 * r['floor_s'] / r['genjax']:.0f}% ({r['floor_s']:.4f} s), "
               f"the rest {r['genjax'] - r['floor_s']:.4f} s")
     if args.breakdown:
         for row, r in results.items():
             per_step = r["floor"]["seconds"] / r["steps"]
-            print(f"\n{row}: per convolution, ms per step at batch 128 (genjax: conv2d as the model calls it; "
+            print(f"\n{row}: per convolution, ms per step at batch 128 (genjax: conv2d / conv_transpose2d as the model calls them; "
                   f"pytorch: the seed's layer, {'channels_last' if r['channels_last'] else 'NCHW'}); floor "
                   f"{1e3 * per_step:.2f} ms/step")
-            print(f"  {'layer':18} {'conv2d x * kernel':34} {'GFLOP':>6} {'fwd':>7} {'dK':>7} {'dX':>7} {'sum':>7}"
+            print(f"  {'layer':18} {'x * kernel':34} {'GFLOP':>6} {'fwd':>7} {'dK':>7} {'dX':>7} {'sum':>7}"
                   f"  | {'pytorch layer':16} {'fwd':>7} {'dW':>7} {'dX':>7} {'sum':>7}")
             totals = np.zeros(2)
             torch_layers = r["torch_layers"] if len(r["torch_layers"]) == len(r["breakdown"]) else []

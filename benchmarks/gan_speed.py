@@ -47,7 +47,7 @@ import numpy as np
 from benchmarks.flops import step_flops
 from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_median
 from genjax import data, gan
-from genjax.presets import GAN_PRESETS, make_optimizer
+from genjax.presets import GAN_PRESETS
 from genjax.train import data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches, replicate
 
 BATCH = 128
@@ -63,8 +63,7 @@ def build_gan(preset: str, d_grad_leak: bool, image_shape=(28, 28, 1)):
     config = GAN_PRESETS[preset]
     gen, disc = gan.build_models(config)
     key = jax.random.key(config.seed, impl=config.prng)
-    tx_g = make_optimizer(config.optimizer, config.lr, config.b1)
-    tx_d = make_optimizer(config.optimizer, config.lr, config.b1)
+    tx_g, tx_d = gan.build_optimizers(config)
     state = gan.init_state(gen, disc, tx_g, tx_d, key, config.latent_dim, image_shape, d_grad_leak)
     step = gan.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, d_grad_leak)
     return config, key, state, step

@@ -24,7 +24,10 @@ def import_baseline(name: str):
 
 
 def cpu_model() -> str:
-    """'vendor, model name, N cores' from /proc/cpuinfo (platform.processor() elsewhere)."""
+    """'vendor, model name (family F model M, AVX-512 or AVX2), N cores' from /proc/cpuinfo
+    (platform.processor() elsewhere). Cloud CPUs often name only the line ('AMD EPYC'): the
+    family and model tell its generation apart (AMD family 23 is Zen 1/2, 25 Zen 3/4), and the
+    widest vector ISA which of XLA's kernels run."""
     fields = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -35,7 +38,11 @@ def cpu_model() -> str:
         pass
     vendor = fields.get("vendor_id", "")
     name = fields.get("model name") or platform.processor() or "unknown CPU"
-    return f"{vendor + ', ' if vendor else ''}{name}, {os.cpu_count()} cores"
+    flags = fields.get("flags", "").split()
+    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+    detail = ", ".join(filter(None, [f"family {fields['cpu family']} model {fields['model']}"
+                                     if "cpu family" in fields and "model" in fields else "", isa]))
+    return f"{vendor + ', ' if vendor else ''}{name}{f' ({detail})' if detail else ''}, {os.cpu_count()} cores"
 
 
 def cpu_vendor() -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from genjax import classifier, cli, data, evaluator, gan, latent, plots, prng, run
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
-from genjax.presets import GAN_PRESETS as PRESETS, make_optimizer
+from genjax.presets import GAN_PRESETS as PRESETS
 from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
 
 DEFAULT_OUT = Path("runs/gan_mnist")
@@ -40,6 +40,11 @@ run.preset_flag(parser, "--g-loss", PRESETS, choices=tuple(gan.GENERATOR_LOSSES)
 run.preset_flag(parser, "--d-norm", PRESETS, choices=DISCRIMINATOR_NORMS,
                 help="DCGAN: D's normalization after its second convolution (LayerNorm over each position's "
                      "channels, or none)")
+run.preset_flag(parser, "--fc-hidden", PRESETS, type=cli.non_negative_int("--fc-hidden"),
+                help="DCGAN: units of a fully connected hidden layer in G (before its 7x7 map) and in D (before "
+                     "its logit), as InfoGAN's MNIST networks (1024); 0: none")
+run.preset_flag(parser, "--g-lr", PRESETS, type=cli.positive_float("--g-lr"),
+                help="G's learning rate (unset: D's, --lr)")
 parser.add_argument("--d-grad-leak", action="store_true", default=None,
                     help="reproduce the seed's loop as written: D's gradients from G's backward pass are never "
                          "cleared and add into D's next update (default: cleared, the intended algorithm)")
@@ -70,8 +75,7 @@ def experiment(args) -> dict:
     gen, disc = gan.build_models(config)
     run_key = jax.random.key(config.seed, impl=config.prng)
     init_key, eval_key, draw_key = jax.random.split(run_key, 3)
-    tx_g = make_optimizer(config.optimizer, config.lr, config.b1)
-    tx_d = make_optimizer(config.optimizer, config.lr, config.b1)
+    tx_g, tx_d = gan.build_optimizers(config)
     state = replicate(gan.init_state(gen, disc, tx_g, tx_d, init_key, config.latent_dim, train.images.shape[1:],
                                      config.d_grad_leak), mesh)
     step = gan.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, config.d_grad_leak)
@@ -87,6 +91,7 @@ def experiment(args) -> dict:
     scores = evaluator.score(samples, clf_params, evaluator.reference_set(clf_params, train.images, test.images))
     metrics = {**scores, **r.summary(history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
                "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None,
+               "fc_hidden": config.fc_hidden, "g_lr": config.g_lr or config.lr,
                "pixels": config.pixels,
                **{f"test_{k}": final[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}}
 

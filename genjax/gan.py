@@ -31,6 +31,7 @@ from genjax import losses, prng
 from genjax.data import to_pixels
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
 from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from genjax.presets import make_optimizer
 from genjax.train import TrainState, map_in_chunks, masked_mean
 
 GENERATOR_LOSSES = {"non_saturating": losses.generator_loss_non_saturating,
@@ -40,8 +41,16 @@ GENERATOR_LOSSES = {"non_saturating": losses.generator_loss_non_saturating,
 def build_models(config) -> tuple[nn.Module, nn.Module]:
     """(G, D) of a :class:`genjax.presets.GANConfig`: the MLP pair, or the DCGAN with D's ``d_norm``."""
     if config.model == "dcgan":
-        return DCGenerator(config.width), DCDiscriminator(config.width, config.d_norm)
+        return (DCGenerator(config.width, hidden=config.fc_hidden),
+                DCDiscriminator(config.width, config.d_norm, hidden=config.fc_hidden))
     return MLPGenerator(config.width), MLPDiscriminator(config.width)
+
+
+def build_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """(G's, D's) optimizers of a :class:`genjax.presets.GANConfig`: the same kind and beta1, D at
+    ``lr`` and G at ``g_lr`` (``lr`` when unset)."""
+    return (make_optimizer(config.optimizer, config.g_lr or config.lr, config.b1),
+            make_optimizer(config.optimizer, config.lr, config.b1))
 
 
 def generator_variables(state: TrainState) -> dict:

@@ -104,6 +104,8 @@ class GANConfig:
     batch_size: int = 128
     g_loss: str = "non_saturating"  # non_saturating | saturating
     d_norm: str = "layer"  # DCGAN: D's normalization after its second convolution, layer | none (MLP: unused)
+    fc_hidden: int = 0  # DCGAN: units of a fully connected hidden layer in G and in D (InfoGAN's 1024); 0: none
+    g_lr: float | None = None  # G's learning rate where it differs from D's (``lr``)
     # The seed's loop never clears D's gradients after G's backward pass, so d/dD of G's loss
     # adds into D's next update; True reproduces that, False (default) is the intended algorithm.
     d_grad_leak: bool = False

@@ -16,11 +16,12 @@ def _lax_conv(x, kernel, padding):
 
 
 @pytest.mark.parametrize("k, padding, shape", [(3, ((1, 1), (1, 1)), (2, 6, 7, 3)), (2, ((0, 0), (0, 0)), (2, 5, 6, 4)),
-                                               (4, ((1, 2), (0, 1)), (2, 8, 7, 2))])
+                                               (4, ((1, 2), (0, 1)), (2, 8, 7, 2)), (3, ((1, 1), (1, 1)), (2, 6, 5, 1))])
 def test_conv2d_and_its_hand_written_gradient_match_lax_and_autodiff(k, padding, shape):
     rng = np.random.default_rng(k)
     x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(k, k, shape[-1], 5)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, shape[-1], 5)), jnp.float32)  # 5 channels out: x's patches
+    # where x has 1 channel, dy's patches otherwise
     y, vjp = jax.vjp(lambda a, b: conv2d(a, b, padding), x, kernel)
     y_ref, vjp_ref = jax.vjp(lambda a, b: _lax_conv(a, b, padding), x, kernel)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)

@@ -36,10 +36,13 @@ def _scale_init(key, shape, dtype=jnp.float32):
 
 
 class DCGenerator(nn.Module):
-    """z (B, latent) -> images (B, 28, 28, C) in [0, 1]; ``train`` uses batch statistics."""
+    """z (B, latent) -> images (B, 28, 28, C) in [0, 1]; ``train`` uses batch statistics.
+    ``hidden`` > 0 puts a fully connected layer of that many units (BatchNorm, ReLU) before
+    the 7x7 map, as InfoGAN's MNIST generator (z -> 1024 -> 7x7x128 -> ...)."""
 
     width: int = 64
     channels: int = 1
+    hidden: int = 0
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
@@ -48,7 +51,10 @@ class DCGenerator(nn.Module):
             return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                                         scale_init=_scale_init)(h, mask=m))
 
-        h = nn.Dense(7 * 7 * 2 * self.width, use_bias=False, kernel_init=WEIGHT_INIT)(z)
+        h = z
+        if self.hidden:
+            h = norm(nn.Dense(self.hidden, use_bias=False, kernel_init=WEIGHT_INIT)(h))
+        h = nn.Dense(7 * 7 * 2 * self.width, use_bias=False, kernel_init=WEIGHT_INIT)(h)
         h = norm(h.reshape(z.shape[0], 7, 7, 2 * self.width))
         h = norm(UpConv(self.width, use_bias=False, kernel_init=WEIGHT_INIT)(h))
         h = UpConv(self.channels, kernel_init=WEIGHT_INIT)(h)
@@ -56,10 +62,13 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x); ``norm``: "layer" or "none"."""
+    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x); ``norm``: "layer" or "none".
+    ``hidden`` > 0 puts a fully connected layer of that many units (with ``norm``, LeakyReLU)
+    before the logit, as InfoGAN's MNIST discriminator (... -> 7x7x128 -> 1024 -> 1)."""
 
     width: int = 64
     norm: str = "layer"
+    hidden: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -69,5 +78,8 @@ class DCDiscriminator(nn.Module):
         h = DownConv(2 * self.width, use_bias=self.norm == "none", kernel_init=WEIGHT_INIT)(h)
         if self.norm == "layer":  # over the channels of each position; its shift replaces the bias
             h = nn.LayerNorm()(h)
-        h = nn.leaky_relu(h, 0.2)
-        return nn.Dense(1, kernel_init=WEIGHT_INIT)(h.reshape(h.shape[0], -1))[:, 0]
+        h = nn.leaky_relu(h, 0.2).reshape(h.shape[0], -1)
+        if self.hidden:
+            h = nn.Dense(self.hidden, use_bias=self.norm == "none", kernel_init=WEIGHT_INIT)(h)
+            h = nn.leaky_relu(nn.LayerNorm()(h) if self.norm == "layer" else h, 0.2)
+        return nn.Dense(1, kernel_init=WEIGHT_INIT)(h)[:, 0]
