@@ -38,3 +38,29 @@ def test_iwae_floor_does_the_evaluations_matmul_work():
     jaxpr = jax.make_jaxpr(lambda p, x: vae.iwae_nll(model, p, x, jax.random.key(2), k, chunk))(params, x).jaxpr
     _, _, floor_flops = iwae_floor(config.hidden, config.latent_dim, images, k, chunk)
     assert floor_flops == pytest.approx(jaxpr_flops(jaxpr), rel=1e-12)
+
+
+def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
+    """seed 004's conv VAE: two strided convolutions, two transposed ones and the output convolution,
+    in order and named as the model's modules, each doing the multiply-adds its formula counts."""
+    import dataclasses
+
+    import numpy as np
+
+    from benchmarks.conv_vae_speed import CONFIGS, conv_calls
+    from genjax import data, vae_experiment
+    from genjax.train import data_mesh
+
+    config = dataclasses.replace(CONFIGS["seed004"], train_on_test=False)
+    images = data.ImageSet(np.zeros((256, 28, 28, 1), np.uint8), None)
+    calls = conv_calls(vae_experiment.prepare(config, images, images, data_mesh()))
+    assert [(c.name, c.transposed, c.need_dx) for c in calls] == [
+        ("encoder/down_0", False, False), ("encoder/down_1", False, True), ("decoder/up_0", True, True),
+        ("decoder/up_1", True, True), ("decoder/out", False, True)]
+    assert [c.y_shape[1:] for c in calls] == [(14, 14, 32), (7, 7, 64), (14, 14, 64), (28, 28, 32), (28, 28, 1)]
+    for c in calls:
+        x, k = jnp.zeros(c.x_shape), jnp.zeros(c.k_shape)
+        assert step_flops(c, x, k, convs=True) == pytest.approx(c.flops("fwd"), rel=1e-12), c.name
+        if c.transposed:  # autodiff's gradient: the two transposed matmuls
+            grads = lambda x, k, c=c: jax.vjp(c, x, k)[1](jnp.ones(c.y_shape))  # noqa: E731
+            assert step_flops(grads, x, k) == pytest.approx(c.flops("fwd") + c.flops("dk") + c.flops("dx"), rel=1e-12)
