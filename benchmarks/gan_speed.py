@@ -201,12 +201,12 @@ def main() -> None:
 
     # dcgan: PyTorch's faster memory format (a short probe of each), then both sides.
     subset = images[:BATCH * args.dcgan_steps]
-    probe = {cl: torch_gan.dcgan_step_seconds(images, steps=4, warmup=2, channels_last=cl,
-                                                threads=args.torch_threads)["seconds_per_step"]
+    dc = GAN_PRESETS["dcgan"]
+    shape = {"width": dc.width, "d_norm": dc.d_norm, "hidden": dc.fc_hidden, "threads": args.torch_threads}
+    probe = {cl: torch_gan.dcgan_step_seconds(images, steps=4, warmup=2, channels_last=cl, **shape)["seconds_per_step"]
              for cl in (False, True)}
     channels_last = probe[True] < probe[False]
-    torch_dc = torch_gan.dcgan_step_seconds(images, args.dcgan_steps, warmup=3, channels_last=channels_last,
-                                            threads=args.torch_threads)
+    torch_dc = torch_gan.dcgan_step_seconds(images, args.dcgan_steps, warmup=3, channels_last=channels_last, **shape)
     time.sleep(1.0)
     ours_dc = genjax_epochs("dcgan", subset, args.dcgan_repeats, compile_first=True)
 

@@ -142,14 +142,16 @@ def _dcgan_init(module: nn.Module) -> None:
 
 
 class DCGenerator(nn.Module):
-    """z (B, 100) -> Linear 7*7*128 (no bias) -> BatchNorm2d(128), ReLU (on the (7, 7, 128)
-    map, as genjax) -> ConvT 64 (4, 2, 1, no bias) -> BatchNorm2d(64), ReLU -> ConvT 1 (4, 2, 1)
-    -> Sigmoid: (B, 1, 28, 28)."""
+    """z (B, 100) -> [Linear ``hidden`` (no bias) -> BatchNorm1d, ReLU] -> Linear 7*7*2w (no bias)
+    -> BatchNorm2d(2w), ReLU (on the (7, 7, 2w) map, as genjax) -> ConvT w (4, 2, 1, no bias)
+    -> BatchNorm2d(w), ReLU -> ConvT 1 (4, 2, 1) -> Sigmoid: (B, 1, 28, 28)."""
 
-    def __init__(self, latent_dim=100, width=64, channels=1, channels_last=False):
+    def __init__(self, latent_dim=100, width=64, channels=1, hidden=0, channels_last=False):
         super().__init__()
         self.width, self.channels_last = width, channels_last
-        self.fc = nn.Linear(latent_dim, 7 * 7 * 2 * width, bias=False)
+        self.hidden = nn.Sequential(nn.Linear(latent_dim, hidden, bias=False), nn.BatchNorm1d(hidden),
+                                    nn.ReLU()) if hidden else nn.Identity()
+        self.fc = nn.Linear(hidden or latent_dim, 7 * 7 * 2 * width, bias=False)
         self.bn0 = nn.BatchNorm2d(2 * width)  # momentum 0.1, eps 1e-5: genjax's
         self.up1 = nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -157,7 +159,7 @@ class DCGenerator(nn.Module):
         self.apply(_dcgan_init)
 
     def forward(self, z):
-        h = self.fc(z)
+        h = self.fc(self.hidden(z))
         if self.channels_last:  # genjax's (7, 7, 128) reshape is channels-last memory already
             h = h.view(-1, 7, 7, 2 * self.width).permute(0, 3, 1, 2)
         else:
@@ -168,36 +170,47 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """(B, 1, 28, 28) -> Conv 64 (4, 2, 1) -> LeakyReLU 0.2 -> Conv 128 (4, 2, 1, no bias)
-    -> LayerNorm over each position's channels (eps 1e-6, Flax's) -> LeakyReLU 0.2
-    -> Linear(7*7*128, 1): logits (B, 1). ``norm="none"``: the conv's bias, no LayerNorm."""
+    """(B, 1, 28, 28) -> Conv w (4, 2, 1) -> LeakyReLU 0.2 -> Conv 2w (4, 2, 1, no bias) -> norm
+    -> LeakyReLU 0.2 -> [Linear ``hidden`` (no bias) -> norm -> LeakyReLU 0.2] -> Linear 1: logits
+    (B, 1). ``norm``: "batch", BatchNorm2d/1d in train mode (batch statistics, as genjax's D);
+    "layer", a LayerNorm over each position's channels (eps 1e-6, Flax's); "none": biases, no norm."""
 
-    def __init__(self, width=64, channels=1, norm="layer"):
+    def __init__(self, width=64, channels=1, norm="batch", hidden=0):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, width, 4, 2, 1)
         self.conv2 = nn.Conv2d(width, 2 * width, 4, 2, 1, bias=norm == "none")
-        self.norm = nn.LayerNorm(2 * width, eps=1e-6) if norm == "layer" else None
-        self.fc = nn.Linear(7 * 7 * 2 * width, 1)
+        self.layer_norm = norm == "layer"
+        self.norm = {"batch": nn.BatchNorm2d(2 * width), "layer": nn.LayerNorm(2 * width, eps=1e-6),
+                     "none": nn.Identity()}[norm]
+        self.hidden = nn.Sequential(
+            nn.Linear(7 * 7 * 2 * width, hidden, bias=norm == "none"),
+            {"batch": nn.BatchNorm1d(hidden), "layer": nn.LayerNorm(hidden, eps=1e-6), "none": nn.Identity()}[norm],
+            nn.LeakyReLU(0.2)) if hidden else nn.Identity()
+        self.fc = nn.Linear(hidden or 7 * 7 * 2 * width, 1)
         self.apply(_dcgan_init)
 
     def forward(self, x):
         h = self.conv2(nn.functional.leaky_relu(self.conv1(x), 0.2))
-        if self.norm is not None:  # NCHW -> channels last and back (free for channels_last tensors)
+        if self.layer_norm:  # NCHW -> channels last and back (free for channels_last tensors)
             h = self.norm(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return self.fc(nn.functional.leaky_relu(h, 0.2).flatten(1))
+        else:
+            h = self.norm(h)
+        return self.fc(self.hidden(nn.functional.leaky_relu(h, 0.2).flatten(1)))
 
 
 def dcgan_step_seconds(train_images: np.ndarray, steps: int = 60, warmup: int = 3, channels_last: bool = False,
-                       seed: int = 0, threads: int | None = None) -> dict:
+                       seed: int = 0, threads: int | None = None, width: int = 64, d_norm: str = "batch",
+                       hidden: int = 1024) -> dict:
     """Seconds per DCGAN training step (D step, then G step), over ``steps`` timed steps after
-    ``warmup`` untimed ones, batches from a shuffling DataLoader as in the seed's loop."""
+    ``warmup`` untimed ones, batches from a shuffling DataLoader as in the seed's loop; ``width``,
+    ``d_norm`` and ``hidden`` as genjax's ``GANConfig`` (its ``dcgan`` preset by default)."""
     torch.set_num_threads(threads or os.cpu_count())
     torch.manual_seed(seed)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x_all = _pixels(train_images[:BATCH_SIZE * (steps + warmup)]).view(-1, 1, 28, 28)
     loader = DataLoader(TensorDataset(x_all), batch_size=BATCH_SIZE, shuffle=True, drop_last=True)
-    gen = DCGenerator(channels_last=channels_last).to(memory_format=fmt)
-    disc = DCDiscriminator().to(memory_format=fmt)
+    gen = DCGenerator(width=width, hidden=hidden, channels_last=channels_last).to(memory_format=fmt)
+    disc = DCDiscriminator(width, norm=d_norm, hidden=hidden).to(memory_format=fmt)
     criterion = nn.BCEWithLogitsLoss()
     opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -11,6 +11,9 @@ Both are averaged over the batch's real examples (``batch["mask"]``): the last,
 padded batch of an epoch counts as many generated as real images, like the
 seed's smaller last DataLoader batch. G's BatchNorm (DCGAN) uses batch statistics
 in both passes; the running statistics are updated by G's pass and used to sample.
+D's BatchNorm (DCGAN, ``d_norm="batch"``) normalizes each batch it judges by that
+batch's statistics (the real and the generated batch apart, as PyTorch's DCGAN loop
+does; padded rows left out); it keeps no running averages.
 
 ``d_grad_leak`` reproduces the seed's loop as written: it never clears D's
 gradients after G's backward pass, so \nabla_D L_G (taken at the updated D) adds
@@ -96,7 +99,9 @@ def make_d_update(gen: nn.Module, disc: nn.Module, tx_d: optax.GradientTransform
                                                      z, batch.get("mask"))[0])
 
         def d_loss_fn(d_params):
-            real_logits, fake_logits = disc.apply({"params": d_params}, real), disc.apply({"params": d_params}, fake)
+            mask = batch.get("mask")  # real and generated batches are judged apart, as in PyTorch's loop
+            real_logits = disc.apply({"params": d_params}, real, mask)
+            fake_logits = disc.apply({"params": d_params}, fake, mask)
             loss = masked_mean(losses.discriminator_loss(real_logits, fake_logits), batch)
             return loss, {"d_loss": loss, "d_real": masked_mean(jax.nn.sigmoid(real_logits), batch),
                           "d_fake": masked_mean(jax.nn.sigmoid(fake_logits), batch)}
@@ -124,7 +129,8 @@ def make_g_update(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransform
 
         def g_loss_fn(g_params, d_params):
             images, stats = _generate_train(gen, g_params, state.model_state.get("gen", {}), z, batch.get("mask"))
-            return masked_mean(generator_loss(disc.apply({"params": d_params}, images)), batch), stats
+            logits = disc.apply({"params": d_params}, images, batch.get("mask"))
+            return masked_mean(generator_loss(logits), batch), stats
 
         argnums = (0, 1) if d_grad_leak else 0
         (loss, stats), grads = jax.value_and_grad(g_loss_fn, argnums, has_aux=True)(
@@ -177,7 +183,8 @@ def sample(gen: nn.Module, variables: dict, key: jax.Array, n: int, latent_dim: 
 def evaluate(gen: nn.Module, disc: nn.Module, state: TrainState, x_test: jax.Array, key: jax.Array,
              latent_dim: int) -> dict[str, Any]:
     """D and G on the test set against as many samples of G (evaluation mode) drawn from ``key``:
-    ``d_loss``, ``g_loss`` (non-saturating), ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))."""
+    ``d_loss``, ``g_loss`` (non-saturating), ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z)).
+    D judges 1,000-image chunks (a BatchNorm D by each chunk's statistics)."""
     fake = generate(gen, generator_variables(state), prng.normal(key, (x_test.shape[0], latent_dim)))
     d = lambda x: map_in_chunks(lambda c: disc.apply({"params": state.params["disc"]}, c), x, 1000)  # noqa: E731
     real_logits, fake_logits = d(x_test), d(fake)

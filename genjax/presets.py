@@ -103,7 +103,7 @@ class GANConfig:
     epochs: int = 10
     batch_size: int = 128
     g_loss: str = "non_saturating"  # non_saturating | saturating
-    d_norm: str = "layer"  # DCGAN: D's normalization after its second convolution, layer | none (MLP: unused)
+    d_norm: str = "batch"  # DCGAN: D's normalization after its 2nd convolution and hidden layer: batch | layer | none
     fc_hidden: int = 0  # DCGAN: units of a fully connected hidden layer in G and in D (InfoGAN's 1024); 0: none
     g_lr: float | None = None  # G's learning rate where it differs from D's (``lr``)
     # The seed's loop never clears D's gradients after G's backward pass, so d/dD of G's loss
@@ -119,8 +119,9 @@ class GANConfig:
 GAN_PRESETS = {
     # Seed 000: G 20-400(GELU)-784(sigmoid), D 784-400(GELU)-1; AdamW 1e-3 for both, batch 128, 10 epochs.
     "seed000": GANConfig("seed000", "mlp", 20, 400, "adamw", 1e-3, 0.9),
-    # DCGAN (Radford et al.): z 100, BatchNorm in G, Adam(2e-4, beta1 0.5).
-    "dcgan": GANConfig("dcgan", "dcgan", 100, 64, "adam", 2e-4, 0.5),
+    # DCGAN (Radford et al.): z 100, BatchNorm in G and D, Adam(2e-4, beta1 0.5); a hidden layer of 1024
+    # in G and D makes them InfoGAN's MNIST networks (FID 5.0 against 22-34 without, README).
+    "dcgan": GANConfig("dcgan", "dcgan", 100, 64, "adam", 2e-4, 0.5, fc_hidden=1024),
 }
 
 

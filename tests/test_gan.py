@@ -55,8 +55,8 @@ def test_losses_against_hand_computed_values():
     np.testing.assert_allclose(losses.generator_loss_non_saturating(jnp.array([-100.0])), [100.0], rtol=1e-6)
 
 
-def test_dcgan_discriminator_normalizes_each_position_of_each_image_on_its_own():
-    disc = DCDiscriminator(8)
+def test_dcgan_discriminator_layer_norm_normalizes_each_position_of_each_image_on_its_own():
+    disc = DCDiscriminator(8, norm="layer")
     x = jnp.asarray(images(6), jnp.float32) / 255.0
     variables = disc.init(jax.random.key(1, impl=RBG), x)
     logits, inter = disc.apply(variables, x, capture_intermediates=True)
@@ -67,9 +67,28 @@ def test_dcgan_discriminator_normalizes_each_position_of_each_image_on_its_own()
     # No batch statistics: an image's logit does not depend on the rest of its batch.
     np.testing.assert_allclose(disc.apply(variables, x[2:3]), logits[2:3], rtol=1e-5, atol=1e-6)
     plain = DCDiscriminator(8, norm="none").init(jax.random.key(1, impl=RBG), x)["params"]
-    assert "LayerNorm_0" not in plain and "bias" in plain["DownConv_1"]
+    assert "LayerNorm_0" not in plain and "BatchStatsNorm_0" not in plain and "bias" in plain["DownConv_1"]
     with pytest.raises(ValueError, match="norm must be one of"):
-        DCDiscriminator(8, norm="batch").init(jax.random.key(1, impl=RBG), x)
+        DCDiscriminator(8, norm="group").init(jax.random.key(1, impl=RBG), x)
+
+
+def test_dcgan_discriminator_batch_norm_uses_the_real_rows_statistics_of_the_batch_it_judges():
+    disc = DCDiscriminator(8, hidden=32)  # the preset's D: batch norm after the convolution and the hidden layer
+    x = jnp.asarray(images(8), jnp.float32) / 255.0
+    variables = disc.init(jax.random.key(1, impl=RBG), x)
+    assert "bias" not in variables["params"]["DownConv_1"] and "bias" not in variables["params"]["Dense_0"]
+    mask = jnp.array([1.0] * 5 + [0.0] * 3)
+    logits, inter = disc.apply(variables, x, mask, capture_intermediates=True)
+    h = np.asarray(inter["intermediates"]["DownConv_1"]["__call__"][0], np.float64)[:5]  # the real rows
+    scale = np.asarray(variables["params"]["BatchStatsNorm_0"]["scale"])  # N(1, 0.02), as the paper's
+    assert 0 < np.abs(scale - 1).max() < 0.1
+    reference = (h - h.mean((0, 1, 2))) / np.sqrt(h.var((0, 1, 2)) + 1e-5) * scale
+    normed = np.asarray(inter["intermediates"]["BatchStatsNorm_0"]["__call__"][0])[:5]
+    np.testing.assert_allclose(normed, reference, rtol=1e-3, atol=1e-4)
+    # Padded rows stay out of the statistics: the real rows' logits are those of the 5 alone.
+    np.testing.assert_allclose(logits[:5], disc.apply(variables, x[:5]), rtol=1e-5, atol=1e-6)
+    # Without a mask every row counts, so a logit depends on its batch-mates.
+    assert not np.allclose(disc.apply(variables, x)[:5], logits[:5], rtol=1e-3)
 
 
 @pytest.mark.parametrize("preset", ["seed000", "dcgan"])

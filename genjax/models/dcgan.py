@@ -4,14 +4,21 @@ G: z (100) -> Dense 7*7*128 -> BatchNorm, ReLU -> ConvTranspose 64 (4x4, stride 
 -> 14x14 -> BatchNorm, ReLU -> ConvTranspose C (4x4, stride 2, padding 1) -> 28x28 -> sigmoid
 (the transposed convolutions as :class:`genjax.models.layers.UpConv`).
 D: Conv 64 (4x4, stride 2, padding 1) -> 14x14, LeakyReLU 0.2 -> Conv 128 (4x4, stride 2,
-padding 1) -> 7x7, LayerNorm, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)) (the convolutions as
+padding 1) -> 7x7, norm, LeakyReLU 0.2 -> Dense 1 (the logit of D(x)) (the convolutions as
 :class:`genjax.models.layers.DownConv`).
 
-D's normalization (``norm="layer"``, the default) is a LayerNorm over each position's 128
-channels, (h - mean_c h) / sqrt(var_c h + 1e-6) * gamma + beta, where the paper has BatchNorm:
-it normalizes each image on its own, so D has no batch statistics to carry, and real and
-generated batches cannot tell D apart through them. ``norm="none"`` is the plain D, a
-weaker one (the README's GAN table has both).
+With ``hidden`` = 1024 in both (the preset), G and D are InfoGAN's MNIST networks (Chen et
+al. 2016): G z -> 1024 -> 7x7x128 -> ..., D ... -> 7x7x128 -> 1024 -> 1, each hidden layer
+normalized.
+
+D's normalization ``norm``:
+- ``"batch"`` (the preset, as the paper): BatchNorm over the batch D judges, with its batch
+  statistics always (:class:`~genjax.models.layers.BatchStatsNorm`): D is only ever applied
+  to batches (real and generated ones separately, as PyTorch's DCGAN loop does; 1,000-image
+  chunks in evaluation), so it keeps no running averages and the train state carries none;
+- ``"layer"``: a LayerNorm over each position's channels, (h - mean_c h) / sqrt(var_c h +
+  1e-6) * gamma + beta, which judges each image on its own;
+- ``"none"``: the plain D, a weaker one (the README's GAN table has all three).
 
 As in the paper: BatchNorm in G (not on its output), none on D's input, weights
 N(0, 0.02), BatchNorm scales N(1, 0.02); the layer in front of a BatchNorm has no
@@ -25,10 +32,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.models.layers import DownConv, UpConv
+from genjax.models.layers import BatchStatsNorm, DownConv, UpConv
 
 WEIGHT_INIT = nn.initializers.normal(0.02)
-DISCRIMINATOR_NORMS = ("layer", "none")
+DISCRIMINATOR_NORMS = ("batch", "layer", "none")
 
 
 def _scale_init(key, shape, dtype=jnp.float32):
@@ -62,24 +69,30 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x); ``norm``: "layer" or "none".
-    ``hidden`` > 0 puts a fully connected layer of that many units (with ``norm``, LeakyReLU)
-    before the logit, as InfoGAN's MNIST discriminator (... -> 7x7x128 -> 1024 -> 1)."""
+    """images (B, 28, 28, C) -> logits (B,) of D(x) = p(real | x); ``norm``: one of
+    :data:`DISCRIMINATOR_NORMS`; ``mask`` (B,): the real rows of a padded batch, the only
+    ones in ``norm="batch"``'s statistics. ``hidden`` > 0 puts a fully connected layer of
+    that many units (with ``norm``, LeakyReLU) before the logit, as InfoGAN's MNIST
+    discriminator (... -> 7x7x128 -> 1024 -> 1)."""
 
     width: int = 64
-    norm: str = "layer"
+    norm: str = "batch"
     hidden: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         if self.norm not in DISCRIMINATOR_NORMS:
             raise ValueError(f"norm must be one of {DISCRIMINATOR_NORMS}, not {self.norm!r}")
+
+        def normalize(h):  # its shift replaces the bias of the layer in front
+            if self.norm == "batch":
+                return BatchStatsNorm(scale_init=_scale_init)(h, mask)
+            return nn.LayerNorm()(h) if self.norm == "layer" else h
+
         h = nn.leaky_relu(DownConv(self.width, kernel_init=WEIGHT_INIT)(x), 0.2)
         h = DownConv(2 * self.width, use_bias=self.norm == "none", kernel_init=WEIGHT_INIT)(h)
-        if self.norm == "layer":  # over the channels of each position; its shift replaces the bias
-            h = nn.LayerNorm()(h)
-        h = nn.leaky_relu(h, 0.2).reshape(h.shape[0], -1)
+        h = nn.leaky_relu(normalize(h), 0.2).reshape(h.shape[0], -1)
         if self.hidden:
             h = nn.Dense(self.hidden, use_bias=self.norm == "none", kernel_init=WEIGHT_INIT)(h)
-            h = nn.leaky_relu(nn.LayerNorm()(h) if self.norm == "layer" else h, 0.2)
+            h = nn.leaky_relu(normalize(h), 0.2)
         return nn.Dense(1, kernel_init=WEIGHT_INIT)(h)[:, 0]

@@ -252,6 +252,33 @@ class DownConv(Conv2d):
     bias_init: Callable | None = nn.initializers.zeros
 
 
+class BatchStatsNorm(nn.Module):
+    r"""BatchNorm that always normalizes by the batch it is given (``BatchNorm2d`` in train mode,
+    with no running averages to keep): per channel (the last axis),
+
+        y = (h - \mu) / \sqrt{\sigma^2 + \epsilon} \cdot \gamma + \beta,
+
+    \mu and the biased \sigma^2 taken over every other axis, over the rows where ``mask`` (B,)
+    is 1 (all rows without one), so an epoch's padded rows stay out of the statistics. For a
+    network used only on batches, such as a GAN's discriminator."""
+
+    epsilon: float = 1e-5
+    scale_init: Callable = nn.initializers.ones
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, h: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        axes = tuple(range(h.ndim - 1))
+        weight = jnp.ones(h.shape[:1]) if mask is None else mask.astype(h.dtype)
+        weight = weight.reshape(-1, *([1] * (h.ndim - 1)))
+        count = jnp.maximum(jnp.sum(weight), 1.0) * math.prod(h.shape[1:-1])
+        mean = jnp.sum(weight * h, axes) / count
+        var = jnp.sum(weight * jnp.square(h - mean), axes) / count
+        scale = self.param("scale", self.scale_init, (h.shape[-1],))
+        bias = self.param("bias", self.bias_init, (h.shape[-1],))
+        return (h - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+
+
 def torch_batch_norm(name: str | None = None) -> nn.BatchNorm:
     """PyTorch's ``BatchNorm2d``/``BatchNorm1d`` defaults (momentum 0.1, i.e. Flax's 0.9; eps 1e-5;
     scale 1, shift 0); statistics in the ``batch_stats`` collection. Call it as

@@ -28,13 +28,14 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """images (B, H, W, C) -> logits (B,) of D(x) = p(real | x)."""
+    """images (B, H, W, C) -> logits (B,) of D(x) = p(real | x); ``mask`` is unused (no batch
+    statistics), accepted as every discriminator's is."""
 
     hidden: int = 400
     activation: str = "gelu"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         x = x.reshape(x.shape[0], -1)
         h = ACTIVATIONS[self.activation](dense(self.hidden, x.shape[-1], "hidden")(x))
         return dense(1, self.hidden, "out")(h)[:, 0]
