@@ -38,8 +38,9 @@ run.preset_flag(parser, "--width", PRESETS, type=cli.positive_int("--width"),
 run.preset_flag(parser, "--g-loss", PRESETS, choices=tuple(gan.GENERATOR_LOSSES),
                 help="generator loss: non_saturating (-log D(G(z)), the seed's) or saturating (log(1 - D(G(z))))")
 run.preset_flag(parser, "--d-norm", PRESETS, choices=DISCRIMINATOR_NORMS,
-                help="DCGAN: D's normalization after its second convolution (LayerNorm over each position's "
-                     "channels, or none)")
+                help="DCGAN: D's normalization after its second convolution and its hidden layer (batch: "
+                     "BatchNorm by the statistics of each batch D judges; layer: LayerNorm over each position's "
+                     "channels; none)")
 run.preset_flag(parser, "--fc-hidden", PRESETS, type=cli.non_negative_int("--fc-hidden"),
                 help="DCGAN: units of a fully connected hidden layer in G (before its 7x7 map) and in D (before "
                      "its logit), as InfoGAN's MNIST networks (1024); 0: none")
