@@ -169,6 +169,13 @@ class DCGenerator(nn.Module):
         return torch.sigmoid(self.up2(h))
 
 
+def _d_norm(norm: str, features: int, image: bool) -> nn.Module:
+    """D's normalization of ``features`` channels (``image``: on NCHW maps, else on vectors)."""
+    if norm == "batch":
+        return nn.BatchNorm2d(features) if image else nn.BatchNorm1d(features)
+    return nn.LayerNorm(features, eps=1e-6) if norm == "layer" else nn.Identity()
+
+
 class DCDiscriminator(nn.Module):
     """(B, 1, 28, 28) -> Conv w (4, 2, 1) -> LeakyReLU 0.2 -> Conv 2w (4, 2, 1, no bias) -> norm
     -> LeakyReLU 0.2 -> [Linear ``hidden`` (no bias) -> norm -> LeakyReLU 0.2] -> Linear 1: logits
@@ -180,12 +187,9 @@ class DCDiscriminator(nn.Module):
         self.conv1 = nn.Conv2d(channels, width, 4, 2, 1)
         self.conv2 = nn.Conv2d(width, 2 * width, 4, 2, 1, bias=norm == "none")
         self.layer_norm = norm == "layer"
-        self.norm = {"batch": nn.BatchNorm2d(2 * width), "layer": nn.LayerNorm(2 * width, eps=1e-6),
-                     "none": nn.Identity()}[norm]
-        self.hidden = nn.Sequential(
-            nn.Linear(7 * 7 * 2 * width, hidden, bias=norm == "none"),
-            {"batch": nn.BatchNorm1d(hidden), "layer": nn.LayerNorm(hidden, eps=1e-6), "none": nn.Identity()}[norm],
-            nn.LeakyReLU(0.2)) if hidden else nn.Identity()
+        self.norm = _d_norm(norm, 2 * width, image=True)
+        self.hidden = nn.Sequential(nn.Linear(7 * 7 * 2 * width, hidden, bias=norm == "none"),
+                                    _d_norm(norm, hidden, image=False), nn.LeakyReLU(0.2)) if hidden else nn.Identity()
         self.fc = nn.Linear(hidden or 7 * 7 * 2 * width, 1)
         self.apply(_dcgan_init)
 

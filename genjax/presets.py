@@ -120,7 +120,7 @@ GAN_PRESETS = {
     # Seed 000: G 20-400(GELU)-784(sigmoid), D 784-400(GELU)-1; AdamW 1e-3 for both, batch 128, 10 epochs.
     "seed000": GANConfig("seed000", "mlp", 20, 400, "adamw", 1e-3, 0.9),
     # DCGAN (Radford et al.): z 100, BatchNorm in G and D, Adam(2e-4, beta1 0.5); a hidden layer of 1024
-    # in G and D makes them InfoGAN's MNIST networks (FID 5.0 against 22-34 without, README).
+    # in G and D makes them InfoGAN's MNIST networks (FID 4.8-6.8 over three seeds, 30.0 without; README).
     "dcgan": GANConfig("dcgan", "dcgan", 100, 64, "adam", 2e-4, 0.5, fc_hidden=1024),
 }
 
