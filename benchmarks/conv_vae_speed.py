@@ -36,6 +36,13 @@ PyTorch runs with ``os.cpu_count()`` threads (``--torch-threads``), in contiguou
 faster: both probe figures are printed. Targets (the issue's): genjax >= 2x faster than PyTorch
 for the seed004 epoch and the CelebA step, and within 1.3x of the conv-only floor.
 
+The **ceiling** of each row: the step's arithmetic (PyTorch's ``FlopCounterMode`` count of the seed's
+step: every convolution and dense layer, forward, weight and input gradients, as direct convolution)
+divided by the float32 GEMM peak measured at the start of the run. That is the time of a program
+that does nothing but that arithmetic, at the fastest rate this CPU's matmul kernels reach; PyTorch's
+time over it is the largest speed-up over PyTorch any program can have on this machine. The table
+prints the GFLOP/s a 2x target needs beside it.
+
 ``--breakdown``: where the time goes, per convolution: genjax's forward, kernel gradient and input
 gradient (each alone, in a scan of ``--breakdown-steps``), beside PyTorch's (oneDNN) forward, weight
 gradient and input gradient of the same layer at batch 128, in the chosen memory format.
@@ -62,7 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.flops import subjaxprs
-from benchmarks.machine import describe, import_baseline, timed_calls
+from benchmarks.machine import describe, gemm_peak_gflops, import_baseline, timed_calls
 from genjax import data, vae, vae_experiment
 from genjax.models.layers import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
 from genjax.presets import CELEBA_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
@@ -328,7 +335,9 @@ def main() -> None:
         sys.exit("error: --images, --epochs, --steps, --repeats, --breakdown-steps and --torch-threads must be positive")
     args.images = min(args.images, EPOCH_IMAGES)
 
-    print(f"{describe()}; torch {torch.__version__}, {args.torch_threads} threads", flush=True)  # CPU: cpu_model()
+    peak = gemm_peak_gflops()
+    print(f"{describe()}; torch {torch.__version__}, {args.torch_threads} threads; float32 GEMM peak (2048^3): "
+          f"{peak:.0f} GFLOP/s", flush=True)  # CPU: cpu_model()
     full_steps = num_batches(EPOCH_IMAGES, BATCH)
     results = {}
     for row in args.rows:
@@ -354,8 +363,12 @@ def main() -> None:
             t_torch, t_ours, t_floor = theirs["seconds_per_step"], ours["seconds"] * scale, floor["seconds"] * scale
             torch_calls = [theirs["seconds_per_step"] * args.steps]
         time.sleep(1.0)
+        # The step's arithmetic (PyTorch's FLOP count of the seed's step) at the GEMM peak: no program beats it.
+        arithmetic = torch_conv_vae.step_arithmetic(row, train.images.shape[1:]) * (
+            EPOCH_IMAGES / BATCH if row == "seed004" else 1.0)
         results[row] = {"ours": ours, "floor": floor, "probe": probe, "channels_last": channels_last, "torch": t_torch,
-                            "genjax": t_ours, "floor_s": t_floor, "scale": scale, "steps": steps, "torch_calls": torch_calls}
+                        "genjax": t_ours, "floor_s": t_floor, "scale": scale, "steps": steps, "torch_calls": torch_calls,
+                        "arithmetic": arithmetic, "at_peak": arithmetic / (peak * 1e9)}
         if args.breakdown:
             results[row]["breakdown"] = breakdown(ours["conv_calls"], args.breakdown_steps, args.repeats)
             results[row]["torch_layers"] = torch_conv_vae.conv_layer_seconds(
@@ -393,6 +406,21 @@ def main() -> None:
               f"{r['floor_s']:9.3f} {ratio:11.2f}x {targets[1]:>7} {per:13.0f}")
     print(f"targets (seed004 epoch, CelebA step): >= {SPEEDUP_TARGET}x faster than PyTorch and <= {FLOOR_TARGET}x the "
           "conv-only floor; '!' marks a miss. seed004 s are per 70,000-image epoch, the others per step.")
+
+    # The ceiling: the step's arithmetic alone at the GEMM peak.
+    print(f"\nthe ceiling: the step's arithmetic (convolutions and dense layers, forward and backward, as PyTorch's "
+          f"FlopCounterMode counts the seed's step) done at this CPU's GEMM peak ({peak:.0f} GFLOP/s) with everything "
+          "else free; no program is faster, so no speed-up over PyTorch above 'ceiling' is possible here")
+    print(f"{'':31} {'GFLOP':>9} {'at peak s':>10} {'pytorch s':>10} {'ceiling':>8} {'genjax':>8}  needed for the target")
+    for row, r in results.items():
+        ceiling = r["torch"] / r["at_peak"]
+        need = ""
+        if row in TARGETED:
+            rate = SPEEDUP_TARGET * r["arithmetic"] / r["torch"] / 1e9
+            need = (f"{SPEEDUP_TARGET:.1f}x: {rate:.0f} GFLOP/s, {100 * rate / peak:.0f}% of the peak"
+                    + (" (above it: unreachable on this CPU)" if rate > peak else ""))
+        print(f"{LABELS[row]:31} {r['arithmetic'] / 1e9:9.1f} {r['at_peak']:10.3f} {r['torch']:10.3f} "
+              f"{ceiling:7.2f}x {r['torch'] / r['genjax']:7.2f}x  {need}")
 
     # Where the time goes.
     print("\nwhere the time goes (genjax): conv-only floor / genjax step, and the rest (dense layers, activations, "

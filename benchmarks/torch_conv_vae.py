@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
 BATCH_SIZE = 128
 MODELS = ("seed004", "seed003", "seed003_celeba")
@@ -311,6 +312,18 @@ def step_seconds(model: str, images: np.ndarray, steps: int = 20, warmup: int = 
     seconds = time.perf_counter() - start
     return {"seconds_per_step": seconds / steps, "steps": steps, "channels_last": channels_last,
                 "torch_version": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def step_arithmetic(model: str, image_shape, seed: int = 0) -> float:
+    """FLOPs of one training step of the seed's loop at batch 128, as PyTorch's ``FlopCounterMode``
+    counts them: 2 x multiply-adds of every convolution (forward, weight gradient, input gradient
+    where autograd needs it) and every dense layer; elementwise work, the loss and Adam are free.
+    Direct convolution arithmetic: no step of this model can be done in fewer such FLOPs."""
+    net, optimizer = _setup(model, False, None, seed)
+    images = np.random.default_rng(seed).integers(0, 256, (BATCH_SIZE, *image_shape), np.uint8)
+    with FlopCounterMode(display=False) as counter:
+        _train_batch(model, net, optimizer, pixels(model, images))
+    return float(counter.get_total_flops())
 
 
 # ---------------------------------------------------------------- where PyTorch's time goes

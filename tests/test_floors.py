@@ -3,6 +3,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from benchmarks.floors import iwae_floor, vae_epoch_floor
@@ -64,3 +65,32 @@ def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
         if c.transposed:  # autodiff's gradient: the two transposed matmuls
             grads = lambda x, k, c=c: jax.vjp(c, x, k)[1](jnp.ones(c.y_shape))  # noqa: E731
             assert step_flops(grads, x, k) == pytest.approx(c.flops("fwd") + c.flops("dk") + c.flops("dx"), rel=1e-12)
+
+
+@pytest.mark.parametrize("model, shape", [("seed004", (28, 28, 1)), ("seed003_celeba", (64, 64, 3))])
+def test_conv_ceiling_counts_every_layers_forward_and_backward_arithmetic(model, shape):
+    """The conv benchmark's ceiling divides PyTorch's FlopCounterMode count of one seed step by the
+    GEMM peak; the count must be the direct arithmetic of every layer: 2 MACs per tap, forward,
+    weight gradient and (all but the first layer, whose input is data) input gradient."""
+    pytest.importorskip("torch")
+    from torch import nn
+
+    from benchmarks import torch_conv_vae
+
+    net = torch_conv_vae.build(model)
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, a, out: calls.append((m, a[0].shape, out.shape)))
+             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    net(torch_conv_vae.pixels(model, np.zeros((128, *shape), np.uint8)))
+    for h in hooks:
+        h.remove()
+    expected = 0.0
+    for m, x_shape, y_shape in calls:
+        if isinstance(m, nn.Linear):
+            macs = x_shape[0] * m.in_features * m.out_features
+        else:  # a convolution: taps per output pixel; a transposed one: per input pixel
+            pixels = (x_shape if isinstance(m, nn.ConvTranspose2d) else y_shape)
+            macs = pixels[0] * pixels[2] * pixels[3] * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        first = m is calls[0][0]
+        expected += 2 * macs * (2 if first else 3)
+    assert torch_conv_vae.step_arithmetic(model, shape) == pytest.approx(expected, rel=1e-6)

@@ -175,6 +175,7 @@ def _phase_taps(kernel_size: int, padding: int) -> tuple[int, list[list[int]]]:
     return lo, taps
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, padding: int, output_padding: tuple[int, int]) -> jax.Array:
     r"""PyTorch's stride-2 transposed convolution, NHWC x (k, k, c_in, c_out), H -> 2 (H - 1) -
     2 padding + k + output_padding: every input pixel adds its k x k patch of outputs,
@@ -185,21 +186,54 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, padding: int, output_paddi
     k^2 c_in c_out multiply-adds per input pixel the definition has, none with an inserted zero)
     and an overlap-add of shifted slices of cols, one per tap, phase by phase:
     y[2m + a, 2n + b] = \sum_{u, v} cols[m + u, n + v, a + padding - 2u, b + padding - 2v] (taps inside
-    the kernel only). Autodiff's gradient is two matmuls and the slices' adjoints (no convolution,
-    so it stays fast inside ``lax.scan``, jax-ml/jax#12868)."""
+    the kernel only).
+
+    The gradient is written by hand (no convolution, so it stays fast inside ``lax.scan``,
+    jax-ml/jax#12868): the overlap-add's adjoint reads, for every input pixel and tap, the output
+    gradient that tap wrote to, dcols[i, j, k_y, k_x] = dy[2i + k_y - padding, 2j + k_x - padding]
+    (zero outside y): k^2 stride-2 slices of dy, one pass; then dx = dcols W^T and dW = x^T dcols,
+    two matmuls."""
+    return _conv_transpose2d_fwd(x, kernel, padding, output_padding)[0]
+
+
+def _kernel_matrix(kernel: jax.Array) -> jax.Array:
+    k, _, c, f = kernel.shape
+    return kernel.transpose(2, 0, 1, 3).reshape(c, k * k * f)  # (c_in, taps x c_out)
+
+
+def _conv_transpose2d_fwd(x, kernel, padding, output_padding):
     n, h, w, c = x.shape
     k, f = kernel.shape[0], kernel.shape[-1]
     ho, wo = (2 * (s - 1) - 2 * padding + k + e for s, e in zip((h, w), output_padding))
     mh, mw = (ho + 1) // 2, (wo + 1) // 2  # rows and columns per phase
     lo, taps = _phase_taps(k, padding)
     t = len(taps[0])
-    cols = (x.reshape(n * h * w, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, k * k * f)).reshape(n, h, w, k, k, f)
+    cols = (x.reshape(n * h * w, c) @ _kernel_matrix(kernel)).reshape(n, h, w, k, k, f)
     cols = _pad_or_crop(cols, (-lo, -lo), (mh + t - 1, mw + t - 1))  # cols[m + u] holds x[m + lo + u]
     phases = [[sum(cols[:, u : u + mh, v : v + mw, taps[a][u], taps[b][v]]
                    for u in range(t) if taps[a][u] < k for v in range(t) if taps[b][v] < k)
                for b in (0, 1)] for a in (0, 1)]
     y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (n, mh, a, mw, b, f)
-    return y.reshape(n, 2 * mh, 2 * mw, f)[:, :ho, :wo]
+    return y.reshape(n, 2 * mh, 2 * mw, f)[:, :ho, :wo], (x, kernel)
+
+
+def _conv_transpose2d_bwd(padding, output_padding, saved, dy):
+    x, kernel = saved
+    n, h, w, c = x.shape
+    k, f = kernel.shape[0], kernel.shape[-1]
+    ho, wo = dy.shape[1:3]
+    # dy on rows/columns -padding .. 2 (h - 1) + k - 1 - padding: every tap's target, zero outside y.
+    dyp = jax.lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (padding, 2 * (h - 1) + k - padding - ho, 0),
+                                                    (padding, 2 * (w - 1) + k - padding - wo, 0), (0, 0, 0)))
+    dcols = jnp.stack([dyp[:, ky : ky + 2 * h - 1 : 2, kx : kx + 2 * w - 1 : 2]
+                       for ky in range(k) for kx in range(k)], axis=3).reshape(n * h * w, k * k * f)
+    wmat = _kernel_matrix(kernel)
+    dx = (dcols @ wmat.T).reshape(n, h, w, c)
+    dkernel = (x.reshape(n * h * w, c).T @ dcols).reshape(c, k, k, f).transpose(1, 2, 0, 3)
+    return dx, dkernel
+
+
+conv_transpose2d.defvjp(_conv_transpose2d_fwd, _conv_transpose2d_bwd)
 
 
 class ConvTranspose2d(nn.Module):
