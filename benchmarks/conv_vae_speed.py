@@ -25,7 +25,7 @@ them (every ``Conv2d`` and ``ConvTranspose2d`` of the model's forward pass at ba
 space-to-depth rewrite, read off the jaxpr, forward and backward through ``conv2d``'s own gradient,
 kernel: the im2col matmul, input: the flipped convolution; a ``ConvTranspose2d`` as its
 :func:`genjax.models.layers.conv_transpose2d`, the matmul to all taps and the overlap-add, and
-their autodiff gradient; no input gradient for the first layer, whose input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted ``lax.scan``, with the
+its hand-written gradient (the overlap-add's adjoint and two matmuls); no input gradient for the first layer, whose input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted ``lax.scan``, with the
 epoch's compiler options. No dense layers, activations, BatchNorm, loss, optimizer, layout
 shuffles or gathers. Each layer's forward output is its own cotangent; the kernels move by 1e-9 of
 their gradient and each input by 1e-9 of its gradient (the first by a scalar), so nothing is loop

@@ -199,15 +199,14 @@ def main() -> None:
                                                            threads=args.torch_threads)
         time.sleep(1.0)
 
-    # dcgan: PyTorch in both memory formats over the same timed steps (a 4-step probe picked the slower
-    # one), its faster as the baseline; then genjax.
+    # dcgan: PyTorch in both memory formats over the same timed steps, its faster as the baseline; then genjax.
     subset = images[:BATCH * args.dcgan_steps]
     dc = GAN_PRESETS["dcgan"]
     shape = {"width": dc.width, "d_norm": dc.d_norm, "hidden": dc.fc_hidden, "threads": args.torch_threads}
     both = {cl: torch_gan.dcgan_step_seconds(images, args.dcgan_steps, warmup=3, channels_last=cl, **shape)
             for cl in (False, True)}
-    probe = {cl: r["seconds_per_step"] for cl, r in both.items()}
-    channels_last = probe[True] < probe[False]
+    per_step = {cl: r["seconds_per_step"] for cl, r in both.items()}
+    channels_last = per_step[True] < per_step[False]
     torch_dc = both[channels_last]
     time.sleep(1.0)
     ours_dc = genjax_epochs("dcgan", subset, args.dcgan_repeats, compile_first=True)
@@ -222,7 +221,7 @@ def main() -> None:
              f"{floors[True]['flops'] / 1e9:.1f} as written (dot_generals in genjax's step: "
              f"{ours[False]['step_flops'] * steps / 1e9:.1f} and {ours[True]['step_flops'] * steps / 1e9:.1f})",
              f"torch {torch.__version__}, {theirs[False]['threads']} threads; dcgan s/step: contiguous "
-             f"{probe[False]:.3f}, channels_last {probe[True]:.3f} -> "
+             f"{per_step[False]:.3f}, channels_last {per_step[True]:.3f} -> "
              f"{'channels_last' if channels_last else 'contiguous (NCHW)'}"]
     for leak in (False, True):
         g_m = ours[leak]["metrics"]

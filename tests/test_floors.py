@@ -62,7 +62,7 @@ def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
     for c in calls:
         x, k = jnp.zeros(c.x_shape), jnp.zeros(c.k_shape)
         assert step_flops(c, x, k, convs=True) == pytest.approx(c.flops("fwd"), rel=1e-12), c.name
-        if c.transposed:  # autodiff's gradient: the two transposed matmuls
+        if c.transposed:  # its hand-written gradient: two matmuls over dy's slices
             grads = lambda x, k, c=c: jax.vjp(c, x, k)[1](jnp.ones(c.y_shape))  # noqa: E731
             assert step_flops(grads, x, k) == pytest.approx(c.flops("fwd") + c.flops("dk") + c.flops("dx"), rel=1e-12)
 
