@@ -13,6 +13,9 @@ program's time over its floor is the price of everything that is not a matmul.
   is the decoder's input gradient twice over (for mu and log-variance). Each weight moves by a
   tiny step of its gradient (one fused pass over it: the cheapest use that keeps the gradient
   alive), so no product is loop invariant.
+* :func:`products_floor`: any step's products, read off its jaxpr (every ``dot_general`` and
+  convolution, forward and backward, at its own shapes and parameters), each on random operands,
+  as one jitted ``lax.scan``: the floor of a model whose layers are not all dense (the DCGAN).
 * :func:`iwae_floor`: the IWAE evaluation (:func:`genjax.vae.iwae_nll`): per chunk of images,
   the encoder's forward pass on them and the decoder's forward pass on K latents each, chunk by
   chunk in a ``lax.scan``, as the real evaluation's ``lax.map`` runs them.
@@ -26,7 +29,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from benchmarks.flops import step_flops
+from benchmarks.flops import jaxpr_flops, live_jaxpr, step_flops, subjaxprs
 from genjax.train import data_mesh, fast_compiler_options
 
 
@@ -104,4 +107,65 @@ def iwae_floor(hidden: Sequence[int], latent: int, images: int, k: int, chunk: i
     return fn, (carry, xs), step_flops(program, carry, xs)
 
 
-__all__ = ["iwae_floor", "layer_shapes", "vae_epoch_floor"]
+PRODUCTS = ("dot_general", "conv_general_dilated")
+CALLS = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "remat", "checkpoint")
+
+
+def step_products(fn, *args) -> list:
+    """Every product of one call of ``fn(*args)``, in program order: the ``dot_general`` and
+    ``conv_general_dilated`` equations of its live jaxpr (:func:`~benchmarks.flops.live_jaxpr`),
+    inside nested calls too (each call runs once).
+    A product inside a loop or a branch is refused: its count would be the loop's, not the jaxpr's."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            name = eqn.primitive.name
+            if name in PRODUCTS:
+                found.append(eqn)
+            subs = [j for v in eqn.params.values() for j in subjaxprs(v)]
+            if subs and name not in CALLS:
+                if any(e.primitive.name in PRODUCTS for j in subs for e in j.eqns):
+                    raise ValueError(f"a product inside {name}: products_floor counts straight-line steps only")
+            for j in subs:
+                walk(j)
+
+    walk(live_jaxpr(fn, *args))
+    return found
+
+
+def products_floor(products: Sequence, steps: int):
+    """``(fn, args, flops)``: ``fn(*args)`` runs ``steps`` times the ``products`` (from
+    :func:`step_products`), each on random operands of its own shapes with its own parameters, as
+    one jitted ``lax.scan``. Each product's output is materialized (an optimization barrier keeps
+    it out of any fused epilogue) and summed; the sum, times a tiny factor, moves the smaller
+    operand, so no product is loop invariant. ``flops`` counts the products (2 m k n each; for a
+    convolution, per output element 2 x its window's taps)."""
+    keys = jax.random.split(jax.random.key(0), 2 * len(products))
+    operands = []
+    for i, eqn in enumerate(products):
+        pair = []
+        for j, v in enumerate(eqn.invars):
+            fan_in = max(1, math.prod(v.aval.shape[1:]))
+            pair.append(jax.random.uniform(keys[2 * i + j], v.aval.shape, v.aval.dtype, -1, 1) / math.sqrt(fan_in))
+        operands.append(tuple(pair))
+
+    def body(carry, _):
+        new = []
+        for eqn, (a, b) in zip(products, carry):
+            out = jax.lax.optimization_barrier(eqn.primitive.bind(a, b, **eqn.params))
+            nudge = 1e-9 * jnp.sum(out)
+            new.append((a + nudge, b) if a.size <= b.size else (a, b + nudge))
+        return new, None
+
+    def program(carry):
+        return jax.lax.scan(body, carry, None, length=steps)[0]
+
+    class _Jaxpr:  # jaxpr_flops over the products alone
+        eqns = products
+
+    fn = jax.jit(program, compiler_options=fast_compiler_options(data_mesh()))
+    return fn, (operands,), jaxpr_flops(_Jaxpr, convs=True) * steps
+
+
+__all__ = ["iwae_floor", "layer_shapes", "products_floor", "step_products", "vae_epoch_floor"]

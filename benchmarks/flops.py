@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import jax
+from jax._src.interpreters import partial_eval as pe  # dce_jaxpr: no public name
 
 
 def subjaxprs(value):
@@ -40,9 +41,16 @@ def jaxpr_flops(jaxpr, convs: bool = False) -> float:
     return total
 
 
+def live_jaxpr(fn, *args):
+    """The jaxpr of ``fn(*args)`` without the equations nothing uses (dead-code eliminated, as XLA
+    compiles it): e.g. the weight gradient a hand-written VJP returns where only the input's is needed."""
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    return pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))[0]
+
+
 def step_flops(fn, *args, convs: bool = False) -> float:
-    """Matmul (and conv) FLOPs of one call of ``fn(*args)`` (a training step, a floor), from its jaxpr."""
-    return jaxpr_flops(jax.make_jaxpr(fn)(*args).jaxpr, convs)
+    """Matmul (and conv) FLOPs of one call of ``fn(*args)`` (a training step, a floor), from its live jaxpr."""
+    return jaxpr_flops(live_jaxpr(fn, *args), convs)
 
 
-__all__ = ["jaxpr_flops", "step_flops", "subjaxprs"]
+__all__ = ["jaxpr_flops", "live_jaxpr", "step_flops", "subjaxprs"]

@@ -19,7 +19,13 @@ Prints, measured now on this machine, beside the CPU model and JAX's GEMM peak:
   of time, so every timed call runs the experiment's program without compiling)
   against a PyTorch copy of the same architecture (contiguous NCHW or
   ``channels_last``, both timed over the same steps, the faster the baseline), and the extrapolated
-  469-step epoch.
+  469-step epoch; and the DCGAN step's **products-only floor**: every matmul and convolution of
+  genjax's step (read off its jaxpr, forward and backward, at their own shapes), alone, over the
+  same number of steps (:func:`benchmarks.floors.products_floor`).
+
+Beside each row, the most any program could beat PyTorch by here: PyTorch's time over the
+floor (at XLA's kernels), and over the step's products at the GEMM peak (at any kernels), with
+the GFLOP/s the speed-up target needs.
 
 Matmul GFLOP count every dense product the step needs (2 m k n each): for
 ``seed000`` about 380 GFLOP per epoch with D's gradients cleared and 417 as
@@ -44,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.floors import products_floor, step_products
 from benchmarks.flops import step_flops
 from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_median
 from genjax import data, gan
@@ -160,6 +167,14 @@ def seed000_floor(steps: int, d_grad_leak: bool, latent: int = 20, hidden: int =
     return fn, (carry, xs), sum(flops) * steps
 
 
+def dcgan_floor(steps: int, image_shape=(28, 28, 1)):
+    """The products-only floor of ``steps`` DCGAN steps (:func:`benchmarks.floors.products_floor`
+    over the products of genjax's own step at batch 128): ``(fn, args, flops)``."""
+    _, _, state, step = build_gan("dcgan", False, image_shape)
+    example = {"image": jnp.zeros((BATCH, *image_shape), jnp.uint8), "mask": jnp.ones((BATCH,))}
+    return products_floor(step_products(step, state, example), steps)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -210,6 +225,8 @@ def main() -> None:
     torch_dc = both[channels_last]
     time.sleep(1.0)
     ours_dc = genjax_epochs("dcgan", subset, args.dcgan_repeats, compile_first=True)
+    fn, floor_args, dc_floor_flops = dcgan_floor(args.dcgan_steps)
+    dc_floor_seconds, dc_floor_times = timed_median(fn, *floor_args, repeats=args.dcgan_repeats)
 
     # The report.
     def rounded(seconds):
@@ -234,7 +251,8 @@ def main() -> None:
     dc_flops = ours_dc["step_flops"]
     lines.append(f"dcgan: {args.dcgan_steps} steps per measurement (PyTorch's after 3 warm-up steps); genjax's epoch "
                  f"compiled ahead in {ours_dc['compile_seconds']:.1f} s, calls {rounded(ours_dc['epoch_seconds'])} s; "
-                 f"{dc_flops / 1e9:.1f} GFLOP per step (matmuls and convolutions of genjax's step)")
+                 f"{dc_flops / 1e9:.1f} GFLOP per step (matmuls and convolutions of genjax's step; the floor's "
+                 f"products {dc_floor_flops / args.dcgan_steps / 1e9:.1f}), floor calls {rounded(dc_floor_times)} s")
     print("\n".join(lines))
 
     def gf(flops, seconds):
@@ -252,10 +270,27 @@ def main() -> None:
     t_torch = torch_dc["seconds_per_step"]
     print(f"{'dcgan step':34} {t_torch:10.3f} {dc_ours:10.3f} {t_torch / dc_ours:8.2f}x {DCGAN_SPEEDUP:6.1f}x "
           f"{gf(dc_flops, dc_ours)}")
+    dc_floor = dc_floor_seconds / args.dcgan_steps
+    print(f"{'  products-only floor':34} {'':10} {dc_floor:10.3f} {'':9} {'':7} {gf(dc_flops, dc_floor)}")
     print(f"{f'dcgan epoch ({dc_steps} steps, extrap.)':34} {t_torch * dc_steps:10.1f} {dc_ours * dc_steps:10.1f}")
     for leak, name in ((False, "D grads cleared"), (True, "as written")):
         print(f"seed000 epoch / matmul-only floor, {name}: {ours[leak]['seconds'] / floors[leak]['seconds']:.2f}x "
               f"(target <= {FLOOR_TARGET}x)")
+    print(f"dcgan step / products-only floor: {dc_ours / dc_floor:.2f}x (the rest of the step, BatchNorm, activations, "
+          f"losses, Adam, the batch gather: {dc_ours - dc_floor:.3f} s)")
+
+    # The most any program could beat PyTorch by, in this run.
+    print(f"\nthe most speed-up over PyTorch in this run: at the floor (XLA's kernels, nothing else), at the "
+          f"GEMM peak ({peak:.0f} GFLOP/s, the products alone); the GFLOP/s the target needs")
+    ceilings = [("seed000 epoch, D grads cleared", theirs[False]["seconds_per_epoch"], floors[False]["seconds"],
+                 floors[False]["flops"], seed_target),
+                ("seed000 epoch, as written", theirs[True]["seconds_per_epoch"], floors[True]["seconds"],
+                 floors[True]["flops"], seed_target),
+                ("dcgan step", t_torch, dc_floor, dc_flops, DCGAN_SPEEDUP)]
+    for name, t_torch, t_floor, flops, target in ceilings:
+        needs = flops * target / t_torch / 1e9
+        print(f"  {name:32} at the floor {t_torch / t_floor:5.2f}x, at the GEMM peak {t_torch * peak * 1e9 / flops:5.2f}x; "
+              f"{target}x needs {needs:.0f} GFLOP/s ({100 * needs / peak:.0f}% of peak){' !' if needs > peak else ''}")
     print(f"speed-up targets: seed000 >= {seed_target}x over the seed's loop on this {vendor or 'unknown'} CPU "
           f"(>= {SEED000_SPEEDUP['AuthenticAMD']}x AMD, >= {SEED000_SPEEDUP['GenuineIntel']}x Intel); "
           f"dcgan >= {DCGAN_SPEEDUP}x over its PyTorch copy")
