@@ -108,7 +108,8 @@ def iwae_floor(hidden: Sequence[int], latent: int, images: int, k: int, chunk: i
 
 
 PRODUCTS = ("dot_general", "conv_general_dilated")
-CALLS = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "remat", "checkpoint")
+CALLS = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "remat",
+         "checkpoint")  # equations that run their sub-jaxpr once
 
 
 def step_products(fn, *args) -> list:
