@@ -43,7 +43,8 @@ import numpy as np
 
 from benchmarks.floors import iwae_floor, vae_epoch_floor
 from benchmarks.flops import step_flops
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_calls, timed_median
+from benchmarks.machine import (cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings, timed_calls,
+                                timed_median)
 from genjax import data, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import get_preset, make_optimizer
@@ -173,15 +174,8 @@ def main() -> None:
               f"{FLOOR_TARGET:6.1f}x {'':9} {'':7} {gf(iwae['flops'], t)}")
         print(f"  IWAE: seed002, {args.iwae_images} test images in chunks of {iwae['chunk']}, "
               f"{iwae['flops'] / 1e12:.2f} TFLOP of matmuls; floor {gf(iwae['flops'], iwae['floor_seconds']).split()[0]} GFLOP/s")
-    print(f"the most speed-up over PyTorch in this run: at the floor (XLA's kernels, nothing else), at the GEMM "
-          f"peak ({peak:.0f} GFLOP/s, the matmuls alone); the GFLOP/s the target needs ('!': out of reach at XLA's "
-          f"kernels)")
-    for preset, ours, floor, theirs in rows:
-        t_torch, flops = theirs["seconds_per_epoch"], ours["flops_per_epoch"]
-        needs = flops * targets[preset] / t_torch / 1e9
-        print(f"  {preset + ' epoch':16} at the floor {t_torch / floor:5.2f}x, at the GEMM peak "
-              f"{t_torch * peak * 1e9 / flops:5.2f}x; {targets[preset]}x needs {needs:.0f} GFLOP/s "
-              f"({100 * needs / peak:.0f}% of peak){' !' if t_torch / floor < targets[preset] else ''}")
+    print_ceilings([(preset + " epoch", theirs["seconds_per_epoch"], floor, ours["flops_per_epoch"], targets[preset])
+                    for preset, ours, floor, theirs in rows], peak)
     print(f"targets on this {vendor or 'unknown'} CPU: speed-up over PyTorch "
           f"{', '.join(f'{p} >= {v}x' for p, v in targets.items())} "
           f"(AMD: {TARGETS['AuthenticAMD']}, Intel: {TARGETS['GenuineIntel']}); epoch and IWAE within "

@@ -20,24 +20,30 @@ def subjaxprs(value):
             yield from subjaxprs(v)
 
 
+def eqn_flops(eqn, convs: bool = False) -> float:
+    """2 x multiply-adds of one ``dot_general`` (and with ``convs``, one convolution, less the taps
+    that fall on an input dilation's zeros); 0 for any other equation (its sub-jaxprs not counted)."""
+    name = eqn.primitive.name
+    if name == "dot_general":
+        lhs, rhs = (v.aval.shape for v in eqn.invars)
+        (_, rc), (_, rb) = eqn.params["dimension_numbers"]
+        return 2 * math.prod(lhs) * math.prod(rhs) / math.prod(rhs[d] for d in (*rc, *rb))
+    if convs and name == "conv_general_dilated":
+        rhs = eqn.invars[1].aval.shape
+        out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+        # Of an input-dilated (transposed) convolution's window, 1 / prod(lhs_dilation) is data.
+        return (2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(rhs) / out_features
+                / math.prod(eqn.params["lhs_dilation"]))
+    return 0.0
+
+
 def jaxpr_flops(jaxpr, convs: bool = False) -> float:
-    """2 x multiply-adds of every ``dot_general`` (and with ``convs``, every convolution, less the
-    taps that fall on an input dilation's zeros) in ``jaxpr``, sub-jaxprs included, scans times length."""
+    """:func:`eqn_flops` summed over ``jaxpr``, sub-jaxprs included, scans times length."""
     total = 0.0
     for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        if name == "dot_general":
-            lhs, rhs = (v.aval.shape for v in eqn.invars)
-            (_, rc), (_, rb) = eqn.params["dimension_numbers"]
-            total += 2 * math.prod(lhs) * math.prod(rhs) / math.prod(rhs[d] for d in (*rc, *rb))
-        elif convs and name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
-            # Of an input-dilated (transposed) convolution's window, 1 / prod(lhs_dilation) is data.
-            total += (2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(rhs) / out_features
-                      / math.prod(eqn.params["lhs_dilation"]))
+        total += eqn_flops(eqn, convs)
         inner = sum(jaxpr_flops(j, convs) for v in eqn.params.values() for j in subjaxprs(v))
-        total += inner * (eqn.params["length"] if name == "scan" else 1)
+        total += inner * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
     return total
 
 
@@ -53,4 +59,4 @@ def step_flops(fn, *args, convs: bool = False) -> float:
     return jaxpr_flops(live_jaxpr(fn, *args), convs)
 
 
-__all__ = ["jaxpr_flops", "live_jaxpr", "step_flops", "subjaxprs"]
+__all__ = ["eqn_flops", "jaxpr_flops", "live_jaxpr", "step_flops", "subjaxprs"]

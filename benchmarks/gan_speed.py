@@ -52,7 +52,8 @@ import numpy as np
 
 from benchmarks.floors import products_floor, step_products
 from benchmarks.flops import step_flops
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, timed_median
+from benchmarks.machine import (cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings,
+                                timed_median)
 from genjax import data, gan
 from genjax.presets import GAN_PRESETS
 from genjax.train import data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches, replicate
@@ -279,19 +280,12 @@ def main() -> None:
     print(f"dcgan step / products-only floor: {dc_ours / dc_floor:.2f}x (the rest of the step, BatchNorm, activations, "
           f"losses, Adam, the batch gather: {dc_ours - dc_floor:.3f} s)")
 
-    # The most any program could beat PyTorch by, in this run.
-    print(f"\nthe most speed-up over PyTorch in this run: at the floor (XLA's kernels, nothing else), at the "
-          f"GEMM peak ({peak:.0f} GFLOP/s, the products alone); the GFLOP/s the target needs ('!': out of reach "
-          f"at XLA's kernels)")
-    ceilings = [("seed000 epoch, D grads cleared", theirs[False]["seconds_per_epoch"], floors[False]["seconds"],
-                 floors[False]["flops"], seed_target),
-                ("seed000 epoch, as written", theirs[True]["seconds_per_epoch"], floors[True]["seconds"],
-                 floors[True]["flops"], seed_target),
-                ("dcgan step", t_torch, dc_floor, dc_flops, DCGAN_SPEEDUP)]
-    for name, t_torch, t_floor, flops, target in ceilings:
-        needs = flops * target / t_torch / 1e9
-        print(f"  {name:32} at the floor {t_torch / t_floor:5.2f}x, at the GEMM peak {t_torch * peak * 1e9 / flops:5.2f}x; "
-              f"{target}x needs {needs:.0f} GFLOP/s ({100 * needs / peak:.0f}% of peak){' !' if t_torch / t_floor < target else ''}")
+    print()
+    print_ceilings([("seed000 epoch, D grads cleared", theirs[False]["seconds_per_epoch"], floors[False]["seconds"],
+                     floors[False]["flops"], seed_target),
+                    ("seed000 epoch, as written", theirs[True]["seconds_per_epoch"], floors[True]["seconds"],
+                     floors[True]["flops"], seed_target),
+                    ("dcgan step", t_torch, dc_floor, dc_flops, DCGAN_SPEEDUP)], peak, "products")
     print(f"speed-up targets: seed000 >= {seed_target}x over the seed's loop on this {vendor or 'unknown'} CPU "
           f"(>= {SEED000_SPEEDUP['AuthenticAMD']}x AMD, >= {SEED000_SPEEDUP['GenuineIntel']}x Intel); "
           f"dcgan >= {DCGAN_SPEEDUP}x over its PyTorch copy")

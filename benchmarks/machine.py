@@ -98,3 +98,19 @@ def timed_median(fn, *args, repeats: int) -> tuple[float, list[float]]:
     """Median seconds of ``repeats`` calls after one untimed (compiling) call, and every call's."""
     times = timed_calls(fn, *args, repeats=repeats)
     return statistics.median(times), times
+
+
+def print_ceilings(rows, peak: float, products: str = "matmuls") -> None:
+    """Print, per ``(name, baseline_seconds, floor_seconds, flops, target)`` row, the most any program
+    could beat the baseline by in this run: baseline / floor (at XLA's kernels, nothing else) and
+    baseline / (``flops`` at the GEMM ``peak``, GFLOP/s), with the GFLOP/s the ``target`` speed-up
+    needs; ' !' where even the floor misses the target."""
+    print(f"the most speed-up over PyTorch in this run: at the floor (XLA's kernels, nothing else), at the GEMM "
+          f"peak ({peak:.0f} GFLOP/s, the {products} alone); the GFLOP/s the target needs ('!': out of reach at "
+          f"XLA's kernels)")
+    width = max(len(row[0]) for row in rows)
+    for name, baseline, floor, flops, target in rows:
+        needs = flops * target / baseline / 1e9
+        print(f"  {name:{width}} at the floor {baseline / floor:5.2f}x, at the GEMM peak "
+              f"{baseline * peak * 1e9 / flops:5.2f}x; {target}x needs {needs:.0f} GFLOP/s "
+              f"({100 * needs / peak:.0f}% of peak){' !' if baseline / floor < target else ''}")

@@ -113,4 +113,3 @@ def test_products_floor_runs_every_product_of_the_step_at_its_shapes_inside_the_
     assert all(np.isfinite(a).all() for pair in fn(*args) for a in pair)
     with pytest.raises(ValueError, match="inside scan"):
         step_products(lambda w, x: jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=2)[0], w1.T @ w1, x @ w1)
-
