@@ -8,7 +8,7 @@ Rows, each measured now on this machine, genjax and PyTorch (:mod:`benchmarks.to
 
 * ``seed004``: one epoch of seed 004's conv VAE (latent 2) over MNIST train + test, 70,000 images in
   547 steps of 128, as the seed trains. genjax: the epoch ``python -m experiments.conv_vae_mnist
-  --preset seed004`` trains with (:func:`genjax.vae_experiment.prepare`: ``make_epoch`` over the
+  --preset seed004`` trains with (:meth:`genjax.VAE.prepare`: ``make_epoch`` over the
   real step, one ``lax.scan``), compiled ahead of time, ``--epochs`` timed calls (median). PyTorch:
   the seed's loop, ``--epochs`` timed epochs (median) after 3 warm-up batches. ``--images N`` times
   an epoch of the first N of the 70,000 images on both sides and scales each side's seconds by
@@ -70,7 +70,9 @@ import numpy as np
 
 from benchmarks.flops import subjaxprs
 from benchmarks.machine import describe, gemm_peak_gflops, import_baseline, timed_calls
-from genjax import data, vae, vae_experiment
+from genjax import data, vae
+from genjax.recipes.base import Prepared
+from genjax.recipes.vae import VAE, training_set
 from genjax.models.layers import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
 from genjax.presets import CELEBA_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
 from genjax.train import data_mesh, epoch_key, fast_compiler_options, num_batches
@@ -148,13 +150,13 @@ def _forward_convs(jaxpr, found: list) -> list:
     return found
 
 
-def conv_calls(v: vae_experiment.ImageVAE) -> list[ConvCall]:
+def conv_calls(v: Prepared) -> list[ConvCall]:
     """Every convolution of the training forward pass of ``v``'s step at batch 128, in order: the
     ``Conv2d``/``ConvTranspose2d`` module calls of its loss (seen by ``nn.intercept_methods``, with
     their names), each ``Conv2d`` as the one :func:`conv2d` call its jaxpr shows after the
     space-to-depth rewrite."""
-    c = v.config
-    loss = vae.make_vae_loss(v.model, c.likelihood, c.pixels)
+    c = v.recipe.config
+    loss = vae.make_vae_loss(v.recipe.model, c.likelihood, c.pixels)
     batch = {"image": jnp.zeros((BATCH, *v.train_data["image"].shape[1:]), jnp.uint8), "mask": jnp.ones((BATCH,))}
     key = jax.random.key(0, impl=c.prng)
     modules = []
@@ -247,9 +249,9 @@ def genjax_epoch(row: str, train: data.ImageSet, test: data.ImageSet, calls_n: i
     """``calls_n`` timed calls of the row's real compiled epoch over ``train`` (compiled ahead of time)."""
     config = dataclasses.replace(CONFIGS[row], train_on_test=False)  # ``train`` is already the images it trains on
     mesh = data_mesh()
-    v = vae_experiment.prepare(config, train, test, mesh)
+    v = VAE(config).prepare(train, mesh)
     calls = conv_calls(v)  # before the first call donates v.state
-    state, key = v.state, v.keys["run"]
+    state, key = v.state, v.run_key
     t = time.perf_counter()
     compiled = v.epoch_fn.lower(state, v.train_data, epoch_key(key, 0)).compile()
     compile_seconds = time.perf_counter() - t
@@ -303,7 +305,7 @@ def row_images(row: str, args) -> tuple[data.ImageSet, data.ImageSet, np.ndarray
     train = data.load_split("mnist", "train", args.data_dir)
     test = data.load_split("mnist", "test", args.data_dir)
     if row == "seed004":
-        everything = vae_experiment.training_set(CONFIGS["seed004"], train, test).images  # train + test, 70,000
+        everything = training_set(CONFIGS["seed004"], train, test).images  # train + test, 70,000
         images = everything[:args.images]
         return data.ImageSet(images, None), test, images, everything[:need]
     images = train.images[:need]

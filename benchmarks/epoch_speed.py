@@ -60,7 +60,7 @@ MAIN_JOB_TARGET = 45.0  # seconds of wall time for python -m experiments.vae_mni
 def seed_model(preset: str):
     """(config, model, key, params) of ``preset``'s MLP VAE, initialized from key 0 (the presets' PRNG)."""
     config = get_preset(preset)
-    model = VAE(config.hidden, config.latent_dim, 784, config.activation)
+    model = VAE(config.hidden, config.latent_dim, (28, 28, 1), config.activation)
     key = jax.random.key(0, impl=config.prng)
     return config, model, key, model.init(key, jnp.zeros((1, 28, 28, 1)), key)["params"]
 

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.machine import describe
-from genjax import data, vae
+from genjax import data, prng, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, get_preset, make_optimizer
 from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches,
@@ -113,8 +113,8 @@ def main() -> None:
 
     config = get_preset(args.preset)
     train = data.load_split("mnist", "train", args.data_dir)
-    model = VAE(config.hidden, config.latent_dim, 784, config.activation)
-    keys = vae.seed_keys(config.seed, config.prng)
+    model = VAE(config.hidden, config.latent_dim, (28, 28, 1), config.activation)
+    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
     params = vae.init_params(model, keys["init"], (28, 28, 1))
     mesh = data_mesh()
     steps = num_batches(len(train), config.batch_size)

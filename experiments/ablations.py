@@ -24,6 +24,7 @@ A model whose loss turns non-finite is reported (diverged_epoch) and stops; the 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -46,6 +47,21 @@ STUDIES = {
     "kl-annealing": ("kl_warmup_epochs", (0, 10)),
     "seeds": ("seed", None),  # --seed, --seed + 1, ..., --seeds of them
 }
+
+
+def _likelihood(name: str):
+    def parse(text):
+        if text not in vae.LIKELIHOODS:
+            raise argparse.ArgumentTypeError(f"{name} must be one of {', '.join(vae.LIKELIHOODS)}, got {text!r}")
+        return text
+
+    return parse
+
+
+# field -> the parser of one of its values, with the range its single-run flag accepts
+VALUE_TYPES = {"beta": cli.non_negative_float, "latent_dim": cli.positive_int, "likelihood": _likelihood,
+               "kl_warmup_epochs": cli.non_negative_int, "seed": cli.seed}
+
 COLUMNS = (("model", "model", ""), ("neg_elbo", "-ELBO", ".2f"), ("nll_iwae", "IWAE NLL", ".2f"),
            ("recon", "recon", ".2f"), ("kl", "KL", ".2f"), ("active_units", "active units", "d"),
            ("recon_mse", "recon MSE", ".2f"), ("fid", "FID", ".1f"), ("class_entropy", "class entropy", ".3f"),
@@ -86,19 +102,30 @@ parser.add_argument("--no-score", dest="score", action="store_false",
 classifier.add_dir_flag(parser)
 
 
-def study_config(args) -> StudyConfig:
+def study_values(args, base) -> tuple:
+    """The studied field's values: ``--values`` (each range-checked as its own flag would be,
+    no repeats), else the study's defaults; refused with a UsageError before any work."""
     field, values = STUDIES[args.study]
-    base = run.config_from_args(args, PRESETS)
-    if args.values:
-        kind = type(getattr(base, field))
+    parse = VALUE_TYPES[field](f"each {field.replace('_', '-')} value of --values")
+    if args.values is not None:
         try:
-            values = tuple(kind(v) for v in args.values.split(","))
-        except ValueError:
-            raise UsageError(f"--values {args.values!r}: expected comma-separated {kind.__name__} values of {field}")
+            values = tuple(parse(v.strip()) for v in args.values.split(","))
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(str(e))
     elif field == "seed":
+        if base.seed + args.seeds - 1 > cli.MAX_SEED:
+            raise UsageError(f"--seed {base.seed} --seeds {args.seeds}: the seeds would pass {cli.MAX_SEED}; "
+                             f"choose --seed {cli.MAX_SEED - args.seeds + 1} or less")
         values = tuple(base.seed + i for i in range(args.seeds))
-    if field == "likelihood" and not set(values) <= set(vae.LIKELIHOODS):
-        raise UsageError(f"--values: likelihoods are {', '.join(vae.LIKELIHOODS)}")
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise UsageError(f"--values {args.values!r} repeats {', '.join(repeated)}: each model needs its own {field}")
+    return values
+
+
+def study_config(args) -> StudyConfig:
+    base = run.config_from_args(args, PRESETS)
+    values = study_values(args, base)
     return StudyConfig(args.study, args.preset, values, base.epochs, base.batch_size, base.lr, base.seed,
                        base.iwae_k, base.num_samples, args.score)
 

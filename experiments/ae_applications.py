@@ -37,10 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import autoencoder, data, plots, report, run, sweep, vae
+from genjax import autoencoder, data, plots, prng, report, run, sweep, vae
 from genjax.errors import UsageError
 from genjax.metrics import roc_auc
 from genjax.presets import AE_APPLICATION_PRESETS as PRESETS, AE_PRESETS, PRESETS as VAE_PRESETS
+from genjax.recipes.autoencoder import Autoencoder
+from genjax.recipes.vae import VAE
 from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
 
 TASKS = ("denoising", "anomaly")
@@ -114,8 +116,12 @@ def denoising(r, config, ae_config, train, test, mesh, keys) -> tuple[list[dict]
     return rows, np.concatenate(picture)[..., 0]
 
 
-def train_detector(r, name, model, state, epoch_fn, train_d, x_test, anomalous, run_key, steps, mesh) -> np.ndarray:
-    """Fit one model on one digit's images; the per-image reconstruction MSE of every test image."""
+def detector_errors(recipe, train_d: data.ImageSet, test: data.ImageSet, anomalous: np.ndarray, r, name: str,
+                    mesh) -> np.ndarray:
+    """Fit one model (an :class:`Autoencoder` or a :class:`VAE` recipe) on one digit's images; the
+    per-image reconstruction MSE of every test image, its anomaly score."""
+    model = recipe.with_image_shape(train_d.images.shape[1:]).model
+    x_test = replicate(recipe.test_pixels(test), mesh)
 
     def errors(s):
         return np.asarray(autoencoder.reconstruction_mse(model, s.params, x_test, mesh=mesh))
@@ -124,29 +130,18 @@ def train_detector(r, name, model, state, epoch_fn, train_d, x_test, anomalous, 
         e = errors(s)
         return {"mse_normal": e[~anomalous].mean(), "mse_rest": e[anomalous].mean(), "auroc": roc_auc(e, anomalous)}
 
-    state, _ = r.fit(replicate(state, mesh), epoch_fn, replicate({"image": jnp.asarray(train_d.images)}, mesh),
-                     run_key, evaluate, steps, name=name)
-    return errors(state)
+    trained = recipe.train(data.ImageSet(train_d.images, None), run=r, mesh=mesh, name=name, primary=False,
+                           progress=r.progress, evaluate=evaluate)
+    return errors(trained.state)
 
 
-def anomaly(r, config, ae_config, vae_config, train, test, mesh, keys) -> tuple[list[dict], dict]:
+def anomaly(r, config, ae_config, vae_config, train, test, mesh) -> tuple[list[dict], dict]:
     """Per digit, an AE and a VAE trained on it alone; (table rows, histogram panels per model)."""
-    shape = train.images.shape[1:]
-    x_ae = replicate(data.fixed_eval_pixels(test.images, ae_config.pixels), mesh)
-    x_vae = replicate(data.fixed_eval_pixels(test.images, vae_config.pixels), mesh)
     rows, panels = [], {"ae": [], "vae": []}
     for d in config.digits:
         train_d, anomalous = train.where_label(d), test.labels != d
-        steps = num_batches(len(train_d), config.batch_size)
-        model = autoencoder.from_config(ae_config, shape)
-        epoch_fn, _ = autoencoder.make_ae_training(model, ae_config, x_ae, mesh, keys["eval"])
-        state = autoencoder.init_state(model, ae_config, shape)
-        err = {"ae": train_detector(r, f"ae_digit_{d}", model, state, epoch_fn, train_d, x_ae, anomalous,
-                                    keys["run"], steps, mesh)}
-        vae_model, vae_state, vae_epoch, _ = autoencoder.make_vae_training(vae_config, shape, x_vae, steps, mesh,
-                                                                           keys["eval"])
-        err["vae"] = train_detector(r, f"vae_digit_{d}", vae_model, vae_state, vae_epoch, train_d, x_vae, anomalous,
-                                    keys["run"], steps, mesh)
+        err = {"ae": detector_errors(Autoencoder(ae_config), train_d, test, anomalous, r, f"ae_digit_{d}", mesh),
+               "vae": detector_errors(VAE(vae_config), train_d, test, anomalous, r, f"vae_digit_{d}", mesh)}
         row = {"digit": d}
         for kind, e in err.items():
             row.update({f"auroc_{kind}": roc_auc(e, anomalous), f"mse_normal_{kind}": float(e[~anomalous].mean()),
@@ -168,7 +163,7 @@ def experiment(args) -> dict:
     smallest = min(len(train.where_label(d)) for d in config.digits)
     if "anomaly" in config.tasks and config.batch_size > smallest:
         raise UsageError(f"--batch-size {config.batch_size} exceeds the {smallest} training images of a digit")
-    keys = vae.seed_keys(config.seed, config.prng)
+    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
     metrics = {"epochs": config.epochs, "devices": mesh.size, "ae": ae_config.preset, "vae": vae_config.preset,
                "recon": config.recon, "pixels": {"ae": ae_config.pixels, "vae": vae_config.pixels}}
     settings = f"{config.epochs} epochs a model, batch {config.batch_size}, seed {config.seed}"
@@ -182,7 +177,7 @@ def experiment(args) -> dict:
             plots.save_grid(r.out / "denoising.png", picture, len(picture) // 10, 10,
                             "clean; then per level " + ", ".join(map(str, config.noise)) + ": noisy, plain AE, DAE")
     if "anomaly" in config.tasks:
-        rows, panels = anomaly(r, config, ae_config, vae_config, train, test, mesh, keys)
+        rows, panels = anomaly(r, config, ae_config, vae_config, train, test, mesh)
         mean = {"digit": "mean", **{k: float(np.mean([row[k] for row in rows])) for k in rows[0] if k != "digit"}}
         metrics.update(anomaly=rows, anomaly_mean_auroc={"ae": mean["auroc_ae"], "vae": mean["auroc_vae"]})
         if r.writes_files:

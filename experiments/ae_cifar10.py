@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import autoencoder, cli, data, plots, run, vae
+from genjax import autoencoder, cli, data, plots, prng, run, vae
 from genjax.presets import AE_PRESETS
 from genjax.train import num_batches, replicate
 
@@ -46,7 +46,7 @@ def experiment(args) -> dict:
     shape = train.images.shape[1:]
     train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
     x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
-    keys = vae.seed_keys(config.seed, config.prng)
+    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
 
     model = autoencoder.from_config(config, shape)
     epoch_fn, evaluate = autoencoder.make_ae_training(model, config, x_test, mesh, keys["eval"])

@@ -30,13 +30,14 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from genjax import autoencoder, classifier, cli, data, evaluator, plots, report, run, vae
+from genjax import autoencoder, classifier, cli, data, evaluator, plots, report, run
 from genjax.errors import UsageError
 from genjax.presets import AE_PRESETS, PRESETS
-from genjax.train import num_batches, replicate
+from genjax.recipes.autoencoder import Autoencoder
+from genjax.recipes.vae import VAE
+from genjax.scorer import Scorer
 
 PRESETS_MNIST = {name: c for name, c in AE_PRESETS.items() if c.dataset == "mnist"}
 DEFAULT_OUT = Path("runs/ae_mnist")
@@ -68,26 +69,22 @@ def chi_mean(d: int) -> float:
     return math.sqrt(2) * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
 
 
-def draw_pictures(out: Path, model, params, vae_model, vae_params, x_test, labels, samples, scores, config):
-    shape = x_test.shape[1:3]
+def draw_pictures(out: Path, ae: Autoencoder, vae: VAE, test, samples: dict, scores: dict) -> None:
     for name, images in samples.items():
         np.save(out / f"samples_{name}.npy", images[..., 0].astype(np.float32))
         plots.save_grid(out / f"samples_{name}.png", images[:64], 8, 8,
                         f"{SAMPLERS[name]}: FID {scores[name]['fid']:.1f}")
-    x = x_test[:12]
-    rows = [np.asarray(x), np.asarray(autoencoder.reconstruct(model, params, x)),
-            np.asarray(autoencoder.reconstruct(vae_model, vae_params, x))]
-    plots.save_grid(out / "reconstructions.png", np.concatenate(rows)[..., 0], 3, 12,
+    x = test.images[:12]
+    rows = [ae.test_pixels(data.ImageSet(x, None)), ae.reconstruct(x), vae.reconstruct(x)]
+    plots.save_grid(out / "reconstructions.png", np.concatenate([np.asarray(r) for r in rows])[..., 0], 3, 12,
                     "test digits; the AE's reconstructions; the VAE's (decoded posterior means)")
-    if config.latent_dim == 2:
-        grid = jnp.asarray(plots.manifold_grid(20))
-        for prefix, m, p in (("", model, params), ("vae_", vae_model, vae_params)):
-            z = np.asarray(autoencoder.codes(m, p, x_test))
+    if ae.config.latent_dim == 2:
+        grid = plots.manifold_grid(20)
+        for prefix, m in (("", ae), ("vae_", vae)):
             kind = "AE codes" if not prefix else "VAE posterior means"
-            plots.save_latent_scatter(out / f"{prefix}latent_scatter.png", z, labels,
+            plots.save_latent_scatter(out / f"{prefix}latent_scatter.png", m.encode(test.images), test.labels,
                                       f"test set: {kind} by digit; dashed: N(0, I)'s 1- and 2-sigma circles", (1, 2))
-            decoded = np.asarray(jax.nn.sigmoid(m.apply({"params": p}, grid, method="decode")))
-            plots.save_grid(out / f"{prefix}manifold.png", decoded.reshape(-1, *shape), 20, 20,
+            plots.save_grid(out / f"{prefix}manifold.png", m.decode(grid)[..., 0], 20, 20,
                             f"{'VAE' if prefix else 'AE'}: decoded latent grid, z in [-3, 3]^2")
 
 
@@ -95,48 +92,29 @@ def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS_MNIST)
     if config.num_samples < evaluator.MIN_SAMPLES:
         raise UsageError(f"--num-samples {config.num_samples}: the evaluator needs at least {evaluator.MIN_SAMPLES}")
-    clf_params, _ = classifier.load(args.classifier_dir)  # before anything is written: it scores the samples
+    scorer = Scorer(args.classifier_dir)  # before anything is written: it scores the samples
     r = run.Run(args, config, resumable=("epochs", "num_samples"))
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    shape = train.images.shape[1:]
-    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
-    steps_per_epoch = num_batches(len(train), config.batch_size)
-    keys = vae.seed_keys(config.seed, config.prng)
+    unlabelled = data.ImageSet(train.images, None)
 
-    # The autoencoder.
-    x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
-    model = autoencoder.from_config(config, shape)
-    epoch_fn, evaluate = autoencoder.make_ae_training(model, config, x_test, mesh, keys["eval"])
-    state = replicate(autoencoder.init_state(model, config, shape), mesh)
-    state, history = r.fit(state, epoch_fn, train_data, keys["run"], evaluate, steps_per_epoch, name="ae")
-
-    # The VAE it is compared with: same latent size, epochs, batches and seed.
+    # The autoencoder, then the VAE it is compared with: same latent size, epochs, batches and seed.
+    ae = Autoencoder(config).train(unlabelled, test, run=r, mesh=mesh, name="ae", progress=r.progress)
     vae_config = dataclasses.replace(PRESETS[config.vae_preset], latent_dim=config.latent_dim, epochs=config.epochs,
                                      batch_size=config.batch_size, seed=config.seed)
-    x_test_vae = replicate(data.fixed_eval_pixels(test.images, vae_config.pixels), mesh)
-    vae_model, vae_state, vae_epoch, vae_evaluate = autoencoder.make_vae_training(
-        vae_config, shape, x_test_vae, steps_per_epoch, mesh, keys["eval"])
-    vae_state, vae_history = r.fit(replicate(vae_state, mesh), vae_epoch, train_data, keys["run"], vae_evaluate,
-                                   steps_per_epoch, name="vae")
+    vae = VAE(vae_config).train(unlabelled, test, run=r, mesh=mesh, name="vae", progress=r.progress, primary=False)
 
     # Decoded draws from three latent distributions, scored by the evaluator.
-    params, vae_params = jax.device_get(state.params), jax.device_get(vae_state.params)
-    k_prior, k_fitted, k_vae = jax.random.split(keys["draw"], 3)
-    x_fit = data.fixed_eval_pixels(train.images[:FIT_CODES], config.pixels)
-    mean, chol = autoencoder.fit_gaussian(autoencoder.codes(model, params, x_fit))
+    k_prior, k_fitted, k_vae = jax.random.split(ae.keys()["draw"], 3)
     n = config.num_samples
-    samples = {"ae_prior": autoencoder.sample_means(model, params, k_prior, n, shape),
-               "ae_fitted": autoencoder.sample_means(model, params, k_fitted, n, shape, mean, chol),
-               "vae_prior": vae.prior_sample_means(vae_model, vae_params, k_vae, n).reshape(n, *shape)}
-    samples = {name: np.asarray(s) for name, s in samples.items()}
-    reference = evaluator.reference_set(clf_params, train.images, test.images)
-    scores = {name: evaluator.score(s, clf_params, reference) for name, s in samples.items()}
+    samples = {"ae_prior": ae.sample(n, k_prior),
+               "ae_fitted": ae.sample(n, k_fitted, fitted_to=train.images[:FIT_CODES]),
+               "vae_prior": vae.sample(n, k_vae)}
+    scorer = scorer.with_reference(train.images, test.images)
+    scores = {name: scorer.score(s) for name, s in samples.items()}
 
-    z_ae = np.asarray(autoencoder.codes(model, params, x_test))
-    z_vae = np.asarray(autoencoder.codes(vae_model, vae_params, x_test_vae))
-    final, vae_final = (run.last_test_metrics(h, e, s) for h, e, s in
-                        ((history, evaluate, state), (vae_history, vae_evaluate, vae_state)))
-    metrics = {**r.summary(history, mesh), "model": config.model, "recon": config.recon, "noise": config.noise,
+    z_ae, z_vae = ae.encode(test.images), vae.encode(test.images)
+    final, vae_final = (run.last_test_metrics(m.history, m.make_evaluate(test, mesh), m.state) for m in (ae, vae))
+    metrics = {**r.summary(ae.history, mesh), "model": config.model, "recon": config.recon, "noise": config.noise,
                "pixels": config.pixels, "binarization": data.BINARIZATION[config.pixels],
                **{f"test_{k}": v for k, v in final.items()},
                "vae": {"preset": vae_config.preset, "latent_dim": vae_config.latent_dim,
@@ -150,17 +128,16 @@ def experiment(args) -> dict:
                           "prior_norm_mean": chi_mean(config.latent_dim)},
                "samples": scores}
     if r.writes_files:
-        draw_pictures(r.out, model, params, vae_model, vae_params, np.asarray(x_test), test.labels, samples, scores,
-                      config)
+        draw_pictures(r.out, ae, vae, test, samples, scores)
         report.write_tables(r.out, "samples", [{"sampler": SAMPLERS[k], **s} for k, s in scores.items()], COLUMNS,
                             f"{config.preset} AE ({config.model}, latent {config.latent_dim}, {config.recon}) vs "
                             f"{vae_config.preset} VAE, {config.epochs} epochs, seed {config.seed}: {n} decoded draws "
                             "each, scored by genjax.evaluator")
-        epochs = [row["epoch"] for row in history]
-        plots.save_curves(r.out / "losses.png", epochs, {"train": [row["train_loss"] for row in history],
-                                                         "test": [row["test_loss"] for row in history]},
+        epochs = [row["epoch"] for row in ae.history]
+        plots.save_curves(r.out / "losses.png", epochs, {"train": [row["train_loss"] for row in ae.history],
+                                                         "test": [row["test_loss"] for row in ae.history]},
                           f"AE {config.recon} per image", f"{config.preset} autoencoder")
-    return r.finish(metrics, history)
+    return r.finish(metrics, ae.history)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from genjax import run, vae_experiment
+from genjax import run
+from genjax.recipes import vae as vae_recipe
 from genjax.presets import CONV_VAE_MNIST_PRESETS as PRESETS
 
 parser = run.parser(__doc__, "python -m experiments.conv_vae_mnist", Path("runs/conv_vae_mnist"), PRESETS, "seed003")
-vae_experiment.add_flags(parser, PRESETS)
+vae_recipe.add_flags(parser, PRESETS)
 
 
 def experiment(args) -> dict:
-    return vae_experiment.run_experiment(args, PRESETS)
+    return vae_recipe.cli_run(args, PRESETS)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import classifier, cli, data, evaluator, gan, latent, plots, prng, run
+from genjax import classifier, cli, data, gan, latent, plots, prng, run
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
 from genjax.presets import GAN_PRESETS as PRESETS
-from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
+from genjax.recipes.gan import GAN
+from genjax.scorer import Scorer
 
 DEFAULT_OUT = Path("runs/gan_mnist")
-RESUMABLE_CHANGES = ("epochs", "num_samples")
 
 parser = run.parser(__doc__, "python -m experiments.gan_mnist", DEFAULT_OUT, PRESETS, "seed000", aliases=("--model",))
 run.preset_flag(parser, "--latent-dim", PRESETS, type=cli.positive_int("--latent-dim"), help="noise dimensions")
@@ -54,43 +54,26 @@ run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-s
 classifier.add_dir_flag(parser)
 
 
-def draw_pictures(out: Path, gen, variables, config, key) -> None:
+def draw_pictures(out: Path, g: GAN, key) -> None:
     """samples.png (8x8) and interpolation.png (8 rows of 10 steps between two noise draws)."""
     k_grid, k_ends = jax.random.split(key)
-    grid = np.asarray(gan.sample(gen, variables, k_grid, 64, config.latent_dim))
-    plots.save_grid(out / "samples.png", grid[..., 0], 8, 8, f"{config.preset}: samples G(z)")
-    ends = prng.normal(k_ends, (8, 2, config.latent_dim))
+    plots.save_grid(out / "samples.png", g.sample(64, k_grid)[..., 0], 8, 8, f"{g.config.preset}: samples G(z)")
+    ends = prng.normal(k_ends, (8, 2, g.config.latent_dim))
     z = jnp.concatenate([latent.interpolate(a, b, 10) for a, b in ends])
-    rows = np.asarray(gan.generate(gen, variables, z))
-    plots.save_grid(out / "interpolation.png", rows[..., 0], 8, 10, "linear interpolation between noise draws")
+    plots.save_grid(out / "interpolation.png", g.generate(z)[..., 0], 8, 10, "linear interpolation between noise draws")
 
 
 def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS)
-    clf_params, _ = classifier.load(args.classifier_dir)  # before anything is written: it scores the samples
-    r = run.Run(args, config, resumable=RESUMABLE_CHANGES)
+    scorer = Scorer(args.classifier_dir)  # before anything is written: it scores the samples
+    r = run.Run(args, config, resumable=GAN.resumable)
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
-    x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
-
-    gen, disc = gan.build_models(config)
-    run_key = jax.random.key(config.seed, impl=config.prng)
-    init_key, eval_key, draw_key = jax.random.split(run_key, 3)
-    tx_g, tx_d = gan.build_optimizers(config)
-    state = replicate(gan.init_state(gen, disc, tx_g, tx_d, init_key, config.latent_dim, train.images.shape[1:],
-                                     config.d_grad_leak), mesh)
-    step = gan.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, config.d_grad_leak)
-    epoch_fn = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
-
-    def evaluate(state):
-        return gan.evaluate(gen, disc, state, x_test, eval_key, config.latent_dim)
-
-    state, history = r.fit(state, epoch_fn, train_data, run_key, evaluate, num_batches(len(train), config.batch_size))
-    final = run.last_test_metrics(history, evaluate, state)
-    variables = jax.device_get(gan.generator_variables(state))
-    samples = np.asarray(gan.sample(gen, variables, draw_key, config.num_samples, config.latent_dim))[..., 0]
-    scores = evaluator.score(samples, clf_params, evaluator.reference_set(clf_params, train.images, test.images))
-    metrics = {**scores, **r.summary(history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
+    g = GAN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    final = run.last_test_metrics(g.history, g.make_evaluate(test, mesh), g.state)
+    draw_key = g.keys()["draw"]
+    samples = g.sample(config.num_samples, draw_key)[..., 0]
+    scores = scorer.with_reference(train.images, test.images).score(samples)
+    metrics = {**scores, **r.summary(g.history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
                "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None,
                "fc_hidden": config.fc_hidden, "g_lr": config.g_lr or config.lr,
                "pixels": config.pixels,
@@ -98,8 +81,8 @@ def experiment(args) -> dict:
 
     if r.writes_files:
         np.save(r.out / "samples.npy", samples.astype(np.float32))
-        draw_pictures(r.out, gen, variables, config, draw_key)
-        epochs = [row["epoch"] for row in history]
+        draw_pictures(r.out, g, draw_key)
+        history, epochs = g.history, [row["epoch"] for row in g.history]
         plots.save_curves(r.out / "losses.png", epochs,
                           {name: [row[f"{split}_{key}"] for row in history]
                            for split in ("train", "test") for key, name in
@@ -109,7 +92,7 @@ def experiment(args) -> dict:
                           {f"{split} {name}": [row[f"{split}_{key}"] for row in history]
                            for split in ("train", "test") for key, name in (("d_real", "D(x)"), ("d_fake", "D(G(z))"))},
                           "mean D output", f"{config.preset}: D on real and generated images")
-    return r.finish(metrics, history)
+    return r.finish(metrics, g.history)
 
 
 if __name__ == "__main__":

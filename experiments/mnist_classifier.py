@@ -30,7 +30,7 @@ def build_parser() -> cli.Parser:
     defaults = classifier.ClassifierConfig()
     p.add_argument("--epochs", type=cli.non_negative_int("--epochs"), default=defaults.epochs,
                    help=f"epochs over the training set (default {defaults.epochs})")
-    p.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
+    p.add_argument("--seed", type=cli.seed("--seed"), default=defaults.seed, help=f"random seed (default {defaults.seed})")
     p.add_argument("--out", type=Path, default=classifier.default_dir(),
                    help=f"where to save it (default {classifier.default_dir()}, where the evaluator looks)")
     cli.add_data_dir_flag(p)

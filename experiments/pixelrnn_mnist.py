@@ -19,20 +19,15 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from genjax import cli, data, pixelrnn, plots, run
-from genjax.models.pixel_rnn import PixelRNN
-from genjax.presets import PIXELRNN_PRESETS as PRESETS, make_optimizer
-from genjax.train import (TrainState, data_mesh, fast_compiler_options, make_epoch, make_train_step,
-                          num_batches, replicate)
+from genjax import cli, data, plots, run
+from genjax.presets import PIXELRNN_PRESETS as PRESETS
+from genjax.recipes.pixelrnn import PixelRNN
 
-DEFAULT_OUT = Path("runs/pixelrnn_mnist")
-RESUMABLE_CHANGES = ("epochs", "num_samples", "temperature")
 GIVEN_ROWS, COMPLETIONS, COMPLETED_DIGITS = 14, 5, 8
 
-parser = run.parser(__doc__, "python -m experiments.pixelrnn_mnist", DEFAULT_OUT, PRESETS, "seed000")
+parser = run.parser(__doc__, "python -m experiments.pixelrnn_mnist", Path("runs/pixelrnn_mnist"), PRESETS, "seed000")
 run.preset_flag(parser, "--hidden", PRESETS, type=cli.positive_int("--hidden"), help="LSTM width")
 run.preset_flag(parser, "--layers", PRESETS, type=cli.positive_int("--layers"), help="stacked LSTM layers")
 run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-samples"),
@@ -41,24 +36,21 @@ run.preset_flag(parser, "--temperature", PRESETS, type=cli.non_negative_float("-
                 help="sampling temperature: p(x_t = 1) = sigmoid(logit / T); 0 takes the likelier pixel")
 
 
-def draw_pictures(out: Path, model, params, config, x_test: np.ndarray, key) -> tuple[np.ndarray, float]:
+def draw_pictures(out: Path, rnn: PixelRNN, test: data.ImageSet) -> tuple[np.ndarray, float]:
     """samples.png and completions.png, on this process's devices; returns ``num_samples``
     samples (N, 28, 28) for samples.npy, and the seconds their sampling took."""
-    mesh = data_mesh(jax.local_devices())
-    k_samples, k_complete = jax.random.split(key)
+    config = rnn.config
+    k_samples, k_complete = jax.random.split(rnn.keys()["draw"])
     t0 = time.perf_counter()
-    xs, _ = pixelrnn.sample(model, params, k_samples, config.num_samples, x_test.shape[1], config.temperature,
-                            mesh=mesh)
-    xs = np.asarray(jax.device_get(xs)).reshape(-1, 28, 28)
+    xs = rnn.sample(config.num_samples, k_samples)[..., 0]
     seconds = time.perf_counter() - t0
     plots.save_grid(out / "samples.png", xs[:64], 8, 8, f"PixelRNN samples (temperature {config.temperature:g})")
-    originals = x_test[:COMPLETED_DIGITS]
-    done = pixelrnn.complete(model, params, k_complete, originals, GIVEN_ROWS, COMPLETIONS,
-                             temperature=config.temperature, mesh=mesh)
-    given = originals.reshape(-1, 28, 28).copy()
+    originals = test.images[:COMPLETED_DIGITS]
+    done = rnn.complete(originals, GIVEN_ROWS, COMPLETIONS, k_complete)[..., 0]
+    binary = np.asarray(rnn.binary(originals)).reshape(-1, 28, 28)
+    given = binary.copy()
     given[:, GIVEN_ROWS:] = 0.5  # grey: not shown to the model
-    rows = [np.concatenate([originals[i].reshape(1, 28, 28), given[i : i + 1],
-                            np.asarray(done[i]).reshape(-1, 28, 28)]) for i in range(COMPLETED_DIGITS)]
+    rows = [np.concatenate([binary[i : i + 1], given[i : i + 1], done[i]]) for i in range(COMPLETED_DIGITS)]
     plots.save_grid(out / "completions.png", np.concatenate(rows), COMPLETED_DIGITS, 2 + COMPLETIONS,
                     f"test digit, its top {GIVEN_ROWS} rows, {COMPLETIONS} completions")
     return xs, seconds
@@ -66,43 +58,23 @@ def draw_pictures(out: Path, model, params, config, x_test: np.ndarray, key) -> 
 
 def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS)
-    r = run.Run(args, config, resumable=RESUMABLE_CHANGES)
+    r = run.Run(args, config, resumable=PixelRNN.resumable)
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
-    x_test = replicate(pixelrnn.flat_binary(jnp.asarray(test.images)), mesh)  # (N, 784) in {0, 1}
-
-    model = PixelRNN(config.hidden, config.layers)
-    run_key = jax.random.key(config.seed, impl=config.prng)
-    init_key, state_key, draw_key = jax.random.split(run_key, 3)
-    params = model.init(init_key, x_test[:1])["params"]
-    tx = make_optimizer(config.optimizer, config.lr)
-    steps_per_epoch = num_batches(len(train), config.batch_size)
-    epoch_fn = make_epoch(make_train_step(pixelrnn.make_loss(model), tx), config.batch_size, mesh,
-                          compiler_options=fast_compiler_options(mesh))
-    state = replicate(TrainState.create(params, tx, state_key), mesh)
-    num_pixels = x_test.shape[1]
-
-    def evaluate(state):
-        nll = -jnp.mean(pixelrnn.log_likelihood(model, state.params, x_test, mesh=mesh))
-        return {"loss": nll, "nll": nll, "bits_per_dim": pixelrnn.bits_per_dim(nll, num_pixels)}
-
-    state, history = r.fit(state, epoch_fn, train_data, run_key, evaluate, steps_per_epoch)
-    final = run.last_test_metrics(history, evaluate, state)
-    metrics = {**r.summary(history, mesh), "hidden": config.hidden, "layers": config.layers,
+    rnn = PixelRNN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    final = run.last_test_metrics(rnn.history, rnn.make_evaluate(test, mesh), rnn.state)
+    metrics = {**r.summary(rnn.history, mesh), "hidden": config.hidden, "layers": config.layers,
                "binarization": data.BINARIZATION[config.pixels],
-               "test_nll": final["nll"], "test_bits_per_dim": pixelrnn.bits_per_dim(final["nll"], num_pixels)}
-
+               "test_nll": final["nll"], "test_bits_per_dim": final["bits_per_dim"]}
     if r.writes_files:
-        samples, seconds = draw_pictures(r.out, model, jax.device_get(state.params), config,
-                                         np.asarray(pixelrnn.flat_binary(test.images)), draw_key)
+        samples, seconds = draw_pictures(r.out, rnn, test)
         metrics.update(sampling_seconds=round(seconds, 3), num_samples=config.num_samples,
                        temperature=config.temperature)
         np.save(r.out / "samples.npy", samples.astype(np.float32))
-        plots.save_curves(r.out / "nll.png", [row["epoch"] for row in history],
-                          {"train": [row["train_nll"] for row in history],
-                           "test": [row["test_nll"] for row in history]},
+        plots.save_curves(r.out / "nll.png", [row["epoch"] for row in rnn.history],
+                          {"train": [row["train_nll"] for row in rnn.history],
+                           "test": [row["test_nll"] for row in rnn.history]},
                           "NLL (nats/image)", "PixelRNN, binarization: threshold (x/255 > 0.5)")
-    return r.finish(metrics, history)
+    return r.finish(metrics, rnn.history)
 
 
 if __name__ == "__main__":

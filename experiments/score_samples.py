@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from genjax.scorer import Scorer
 from genjax import classifier, cli, data, evaluator
 
 
@@ -31,20 +32,21 @@ def build_parser() -> cli.Parser:
     cli.add_data_dir_flag(p)
     p.add_argument("--classifier-dir", type=Path, default=classifier.default_dir(),
                    help=f"the trained classifier (default {classifier.default_dir()})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the reference rows' draws (default 0)")
+    p.add_argument("--seed", type=cli.seed("--seed"), default=0, help="seed of the reference rows' draws (default 0)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     samples = [(str(f), evaluator.load_samples(f)) for f in args.files]  # every file checked before any work
-    params, info = classifier.load(args.classifier_dir)
+    scorer = Scorer(args.classifier_dir, data_dir=args.data_dir)
     train, test = data.load_dataset("mnist", args.data_dir)
-    reference = evaluator.reference_set(params, train.images, test.images)
-    rows = [] if args.json else evaluator.reference_rows(params, reference, args.seed)
+    scorer = scorer.with_reference(train.images, test.images)
+    info, reference = scorer.classifier_info, scorer.reference
+    rows = [] if args.json else evaluator.reference_rows(scorer.params, reference, args.seed)
     for name, x in samples:
         t0 = time.perf_counter()
-        s = evaluator.score(x, params, reference)
+        s = scorer.score(x)
         s["seconds"] = round(time.perf_counter() - t0, 2)
         if args.json:
             print(json.dumps({"file": name, **s}), flush=True)

@@ -25,15 +25,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from genjax import run, vae_experiment
+from genjax import run
+from genjax.recipes import vae as vae_recipe
 from genjax.presets import CELEBA_VAE_PRESETS as PRESETS
 
 parser = run.parser(__doc__, "python -m experiments.vae_celeba", Path("runs/vae_celeba"), PRESETS, "seed003_celeba")
-vae_experiment.add_flags(parser, PRESETS)
+vae_recipe.add_flags(parser, PRESETS)
 
 
 def experiment(args) -> dict:
-    return vae_experiment.run_experiment(args, PRESETS)
+    return vae_recipe.cli_run(args, PRESETS)
 
 
 if __name__ == "__main__":

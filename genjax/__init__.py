@@ -1,8 +1,33 @@
 """genjax: classic image generative models as clean, fast, functional JAX/Flax code.
 
-The pipeline, one module each: ``data`` -> ``models`` -> ``losses`` -> ``train``
-(a pure step and its epoch/sharding wrappers) -> ``fit`` (the epoch loop with
-checkpoints) -> ``vae`` (objective and evaluation) -> ``plots``.
+The public API, one recipe per model family (build, train, evaluate, sample, save/load)::
+
+    import genjax
+    vae = genjax.VAE.from_preset("seed002").fit(images, epochs=5)   # your uint8 or [0, 1] images
+    samples = vae.sample(16, key=0)                                   # (16, H, W, C) in [0, 1]
+    vae.save("my_vae"); same = genjax.load("my_vae")
+
+* :class:`VAE` (MLP, convolutional, conditional; Bernoulli, MSE or discretized-logistic decoder),
+  :class:`Autoencoder` (plain or denoising), :class:`PixelRNN` (exact likelihood, compiled
+  sampler), :class:`GAN` (MLP GAN, DCGAN): each from a preset (``from_preset``) or a config;
+* :func:`load`: the model of any run directory (every CLI script's ``--out``, ``fit(out=...)``,
+  ``save``);
+* :class:`Scorer`: the evaluator's sample-quality scores (FID, precision/recall, ...) on MNIST.
+
+The pipeline underneath: ``data`` -> ``models`` -> the objectives (``vae``, ``autoencoder``,
+``pixelrnn``, ``gan``) -> ``train`` (a pure step; its epoch, sharding and sweep wrappers) ->
+``run`` (checkpoints, resume, files) -> ``evaluator`` and ``plots``; see docs/design.md.
 """
 
+from genjax.presets import AEConfig, GANConfig, PixelRNNConfig, VAEConfig
+from genjax.recipes.autoencoder import Autoencoder
+from genjax.recipes.gan import GAN
+from genjax.recipes.load import load
+from genjax.recipes.pixelrnn import PixelRNN
+from genjax.recipes.vae import VAE
+from genjax.scorer import Scorer
+
 __version__ = "0.1.0"
+
+__all__ = ["AEConfig", "Autoencoder", "GAN", "GANConfig", "PixelRNN", "PixelRNNConfig", "Scorer", "VAE", "VAEConfig",
+           "__version__", "load"]

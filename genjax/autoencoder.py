@@ -28,10 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import losses, prng, vae
+from genjax import prng, vae
 from genjax.data import UNIT_PIXEL_MODES, to_pixels
 from genjax.errors import UsageError
-from genjax.models import mlp_vae
 from genjax.models.conv_ae import ConvAutoencoder, FullyConvAutoencoder
 from genjax.models.mlp_ae import MLPAutoencoder
 from genjax.presets import make_optimizer
@@ -46,13 +45,15 @@ MSE_FLOOR = 1e-10  # PSNR of a perfect reconstruction: 100 dB, not infinity
 
 # -- the pure pieces --------------------------------------------------------------------------
 
+LIKELIHOOD_OF = {"bce": "bernoulli", "mse": "mse"}  # each AE error as the VAE's reconstruction term
+
+
 def reconstruction_error(logits: jax.Array, x: jax.Array, recon: str) -> jax.Array:
-    """Per-image training error over the last axis (flattened pixels): ``bce`` or ``mse`` above."""
-    if recon == "bce":
-        return -losses.bernoulli_log_likelihood(logits, x)
-    if recon == "mse":
-        return losses.squared_error(jax.nn.sigmoid(logits), x)
-    raise UsageError(f"unknown reconstruction loss {recon!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
+    """Per-image training error over the last axis (flattened pixels): ``bce`` or ``mse`` above,
+    the VAE's :func:`genjax.vae.reconstruction_loss` of the same name (``bce`` is ``bernoulli``)."""
+    if recon not in LIKELIHOOD_OF:
+        raise UsageError(f"unknown reconstruction loss {recon!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
+    return vae.reconstruction_loss(logits, x, LIKELIHOOD_OF[recon])
 
 
 def mean_squared_error(prediction: jax.Array, target: jax.Array) -> jax.Array:
@@ -129,8 +130,8 @@ def hyperparameters(config) -> dict:
 
 
 def init_state(model: nn.Module, config, image_shape) -> TrainState:
-    """A fresh state from ``config.seed``'s keys (:func:`genjax.vae.seed_keys`: ``init``, ``state``)."""
-    keys = vae.seed_keys(config.seed, config.prng)
+    """A fresh state from ``config.seed``'s keys (:func:`genjax.prng.run_keys`: ``init``, ``state``)."""
+    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
     params = jax.jit(model.init)(keys["init"], jnp.zeros((1, *image_shape)))["params"]  # the eager init's values
     return TrainState.create(params, make_optimizer(config.optimizer, config.lr), keys["state"])
 
@@ -141,27 +142,6 @@ def make_ae_training(model, config, x_test, mesh, eval_key):
     epoch_fn = make_epoch(make_ae_step(model, config.recon, config.pixels, config.optimizer)(hyperparameters(config)),
                           config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
     return epoch_fn, lambda s: evaluate(model, s.params, x_test, eval_key, config.recon, config.noise, mesh=mesh)
-
-
-def make_vae_training(config, image_shape, x_test, steps_per_epoch: int, mesh, eval_key):
-    """(model, state, compiled epoch, evaluate) of the MLP VAE of a :class:`~genjax.presets.VAEConfig`
-    through :func:`genjax.vae.make_vae_step`, as ``experiments.vae_mnist`` builds it (the comparison
-    VAE of the AE experiments; evaluate: test loss at beta, recon, KL, and -ELBO for a likelihood)."""
-    model = mlp_vae.from_config(config, image_shape)
-    keys = vae.seed_keys(config.seed, config.prng)
-    params = vae.init_params(model, keys["init"], image_shape)
-    state = TrainState.create(params, make_optimizer(config.optimizer, config.lr), keys["state"])
-    step = vae.make_vae_step(model, config.likelihood, config.pixels, config.optimizer, steps_per_epoch)
-    epoch_fn = make_epoch(step(vae.hyperparameters(config)), config.batch_size, mesh,
-                          compiler_options=fast_compiler_options(mesh))
-    likelihood = vae.reports_likelihood(config.likelihood, config.pixels)
-
-    def evaluate_vae(s):
-        m = vae.evaluate(model, s.params, x_test, eval_key, config.likelihood, mesh=mesh)
-        out = {"loss": m["recon"] + config.beta * m["kl"], "recon": m["recon"], "kl": m["kl"]}
-        return {**out, "neg_elbo": m["neg_elbo"]} if likelihood else out
-
-    return model, state, epoch_fn, evaluate_vae
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -188,33 +168,43 @@ def evaluate(model, params, x: jax.Array, key: jax.Array, recon: str, noise: flo
     return {**result, "psnr_input": jnp.mean(p_in)} if noise else result
 
 
-def _code(model, params, x):
-    z = model.apply({"params": params}, x, method="encode")
+def _code(model, params, x, model_state=None):
+    z = model.apply(vae.module_variables(params, model_state), x, method="encode")
     return z[0] if isinstance(z, tuple) else z  # a VAE's encoder gives (mean, log_var): its code is the mean
 
 
-def _decode_mean(model, params, z, image_shape):
-    logits = model.apply({"params": params}, z, method="decode")
-    return jax.nn.sigmoid(logits).reshape(z.shape[0], *image_shape)
+def _decode_mean(model, params, z, image_shape, model_state=None, likelihood="bernoulli"):
+    logits = model.apply(vae.module_variables(params, model_state), z, method="decode")
+    return vae.decoder_mean(logits, likelihood).reshape(z.shape[0], *image_shape)
 
 
 @partial(jax.jit, static_argnames=("model", "chunk", "mesh"))
-def codes(model, params, x: jax.Array, chunk: int = 1000, mesh=None) -> jax.Array:
-    """The codes z (N, D) of images ``x``: an AE's encoder output, a VAE's posterior mean."""
-    return map_in_chunks(lambda xc: _code(model, params, xc), x, chunk, mesh)
+def codes(model, params, x: jax.Array, chunk: int = 1000, mesh=None, model_state=None) -> jax.Array:
+    """The codes z (N, D) of images ``x``: an AE's encoder output, a VAE's posterior mean
+    (``model_state``: a VAE's BatchNorm running averages; its ``log_scale`` is left out)."""
+    return map_in_chunks(lambda xc: _code(model, params, xc, model_state), x, chunk, mesh)
 
 
-@partial(jax.jit, static_argnames=("model", "chunk", "mesh"))
-def reconstruct(model, params, x: jax.Array, chunk: int = 1000, mesh=None) -> jax.Array:
-    """\\sigma(decode(code(x))), shaped like ``x``, in [0, 1]."""
-    return map_in_chunks(lambda xc: _decode_mean(model, params, _code(model, params, xc), xc.shape[1:]), x, chunk, mesh)
+@partial(jax.jit, static_argnames=("model", "chunk", "mesh", "likelihood"))
+def reconstruct(model, params, x: jax.Array, chunk: int = 1000, mesh=None, model_state=None,
+                likelihood: str = "bernoulli") -> jax.Array:
+    """The decoder's mean at the code of x (\\sigma(decode(code(x))), or a VAE's ``likelihood``'s
+    :func:`genjax.vae.decoder_mean`), shaped like ``x``, in [0, 1]."""
+    return map_in_chunks(lambda xc: _decode_mean(model, params, _code(model, params, xc, model_state), xc.shape[1:],
+                                                 model_state, likelihood), x, chunk, mesh)
 
 
-@partial(jax.jit, static_argnames=("model", "chunk", "mesh"))
-def reconstruction_mse(model, params, x: jax.Array, chunk: int = 1000, mesh=None) -> jax.Array:
-    """Per-image mean squared error (N,) of :func:`reconstruct` against ``x``: the anomaly score."""
-    return map_in_chunks(lambda xc: mean_squared_error(_decode_mean(model, params, _code(model, params, xc),
-                                                                    xc.shape[1:]), xc), x, chunk, mesh)
+@partial(jax.jit, static_argnames=("model", "chunk", "mesh", "likelihood"))
+def reconstruction_mse(model, params, x: jax.Array, chunk: int = 1000, mesh=None, model_state=None,
+                       likelihood: str = "bernoulli") -> jax.Array:
+    """Per-image mean squared error (N,) of :func:`reconstruct` against ``x``: the anomaly score
+    (``x`` in [0, 1]; a discretized-logistic VAE's signed pixels are compared in [0, 1] units)."""
+    def one_chunk(xc):
+        mean = _decode_mean(model, params, _code(model, params, xc, model_state), xc.shape[1:], model_state,
+                            likelihood)
+        return mean_squared_error(mean, vae.unit_pixels(xc, likelihood))
+
+    return map_in_chunks(one_chunk, x, chunk, mesh)
 
 
 @partial(jax.jit, static_argnames=("model", "n", "image_shape"))
@@ -239,5 +229,5 @@ def fit_gaussian(z, jitter: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
 
 __all__ = ["HYPERPARAMETERS", "MODELS", "RECONSTRUCTIONS", "codes", "corrupt", "evaluate", "fit_gaussian",
            "from_config", "hyperparameters", "init_state", "make_ae_loss", "make_ae_step", "make_ae_training",
-           "make_vae_training", "mean_squared_error", "psnr", "reconstruct", "reconstruction_error",
+           "mean_squared_error", "psnr", "reconstruct", "reconstruction_error",
            "reconstruction_mse", "sample_means"]

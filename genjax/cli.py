@@ -1,7 +1,8 @@
 """Command-line plumbing shared by the experiment scripts.
 
 Bad input becomes a :class:`~genjax.errors.UsageError`: one line on stderr that
-names the fix, exit status 2, no traceback, nothing written.
+names the fix, exit status 2, no traceback, nothing written (:func:`check_writable`
+creates no directory: a run refused on bad input leaves none behind).
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
+        words = message.split()  # `--values -1,2` reads "argument --values: expected one argument"
+        if message.endswith(": expected one argument") and len(words) == 5 and words[1].startswith("--"):
+            message += f" (a value that starts with '-' goes after '=': {words[1][:-1]}=-1)"
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _number(kind: type, name: str, low, inclusive: bool = True):
+MAX_SEED = 2**32 - 1
+
+
+def _number(kind: type, name: str, low, inclusive: bool = True, high=None):
     def parse(text):
         try:
             value = kind(text)
@@ -46,9 +53,17 @@ def _number(kind: type, name: str, low, inclusive: bool = True):
         if value < low or (not inclusive and value == low):
             bound = f"at least {low}" if inclusive else f"greater than {low}"
             raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{name} must be at most {high}, got {text}")
         return value
 
     return parse
+
+
+def seed(name: str):
+    """A seed: an integer in [0, 2**32). A JAX key holds 32 bits of it; larger or negative
+    seeds would silently alias others (``key(2**32) == key(0)``) or fail deep inside JAX."""
+    return _number(int, name, 0, high=MAX_SEED)
 
 
 def positive_int(name: str):
@@ -81,11 +96,16 @@ def widths(name: str):
 
 
 def check_writable(out: Path) -> Path:
-    """Create ``out`` and prove a file can be written there, before any work."""
+    """Prove that ``out`` can be written, before any work, creating nothing: a probe file is
+    written and removed in ``out`` or, where ``out`` does not exist yet, in its nearest existing
+    folder. The run creates ``out`` when it starts writing (:class:`genjax.run.Run`), so a run
+    refused before that leaves no directory behind."""
     out = Path(out).expanduser().resolve()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"cannot write to --out {out}: {existing} is a file, not a directory; choose a directory")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{socket.gethostname()}-{os.getpid()}"  # one per process
+        probe = existing / f".write-test-{socket.gethostname()}-{os.getpid()}"  # one per process
         probe.write_text("")
         probe.unlink()
     except OSError as e:
@@ -94,7 +114,8 @@ def check_writable(out: Path) -> Path:
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call ``main``; a UsageError prints one line and returns 2, a RunStopped one line and 1."""
+    """Call ``main``; a UsageError prints one line and returns 2, a RunStopped one line and 1;
+    XLA running out of memory (sizes too large for this machine) one line and 2."""
     try:
         return main(argv)
     except (UsageError, RunStopped) as e:
@@ -103,3 +124,9 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except KeyboardInterrupt:
         print("interrupted: rerun the same command with --resume to continue", file=sys.stderr)
         return 130
+    except Exception as e:
+        if type(e).__name__ not in ("JaxRuntimeError", "XlaRuntimeError") or "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(f"error: out of memory ({str(e).splitlines()[0][:200]}): choose a smaller model, --batch-size or "
+              "--num-samples", file=sys.stderr)
+        return 2

@@ -7,8 +7,9 @@ and had to stop (a diverging loss): one line, exit status 1.
 """
 
 
-class UsageError(Exception):
-    """Bad input (a flag, a dataset name, a data directory, an output path)."""
+class UsageError(ValueError):
+    """Bad input (a flag, a dataset name, a data directory, an output path). A ``ValueError``:
+    the Python API raises it to users as one."""
 
     exit_code = 2
 

@@ -59,16 +59,17 @@ def fit(
     run_key: jax.Array,
     epochs: int,
     evaluate: Callable[[TrainState], dict],
-    checkpointer: Checkpointer,
-    meta: dict,
-    out: Path,
+    checkpointer: Checkpointer | None = None,
+    meta: dict | None = None,
+    out: Path | None = None,
     history: list[dict] | None = None,
     progress: bool = True,
 ) -> tuple[TrainState, list[dict]]:
     """Train from epoch ``len(history)`` up to ``epochs``; returns (state, history).
 
     Each history row: ``epoch``, ``seconds`` (training only), ``train_*`` (means
-    over the epoch's steps) and ``test_*`` (from ``evaluate``).
+    over the epoch's steps) and ``test_*`` (from ``evaluate``). Without a ``checkpointer``
+    (training in memory) nothing is saved; without ``out`` no ``history.csv`` is written.
     """
     history = list(history or [])
     start = len(history)
@@ -81,8 +82,10 @@ def fit(
         seconds = time.perf_counter() - t0
         train = {k: float(np.mean(v)) for k, v in steps.items()}
         if not np.all(np.isfinite(steps["loss"])):  # other metrics may be NaN (a sweep's dead models)
-            checkpointer.wait()
-            latest = checkpointer.latest_epoch()
+            latest = None
+            if checkpointer is not None:
+                checkpointer.wait()
+                latest = checkpointer.latest_epoch()
             kept = f"the last good checkpoint is epoch {latest} in {checkpointer.directory}" if latest else "no epoch was saved"
             raise NonFiniteLoss(
                 f"training loss became non-finite in epoch {epoch + 1}; stopped without saving that epoch "
@@ -93,9 +96,11 @@ def fit(
         row.update({f"train_{k}": v for k, v in train.items()})
         row.update({f"test_{k}": v for k, v in test.items()})
         history.append(row)
-        checkpointer.save(epoch + 1, state, {**meta, "history": history})
-        if is_main_process():
+        if checkpointer is not None:
+            checkpointer.save(epoch + 1, state, {**(meta or {}), "history": history})
+        if out is not None and is_main_process():
             write_history_csv(out / "history.csv", history)
         bar.set_postfix(train_loss=f"{train['loss']:.2f}", test_loss=f"{test.get('loss', float('nan')):.2f}")
-    checkpointer.wait()
+    if checkpointer is not None:
+        checkpointer.wait()
     return state, history

@@ -41,12 +41,13 @@ GENERATOR_LOSSES = {"non_saturating": losses.generator_loss_non_saturating,
                     "saturating": losses.generator_loss_saturating}
 
 
-def build_models(config) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of a :class:`genjax.presets.GANConfig`: the MLP pair, or the DCGAN with D's ``d_norm``."""
+def build_models(config, image_shape: tuple[int, int, int] = (28, 28, 1)) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of a :class:`genjax.presets.GANConfig` for images of ``image_shape``: the MLP pair
+    (any size), or the DCGAN (28 x 28, any channels) with D's ``d_norm``."""
     if config.model == "dcgan":
-        return (DCGenerator(config.width, hidden=config.fc_hidden),
+        return (DCGenerator(config.width, channels=int(image_shape[-1]), hidden=config.fc_hidden),
                 DCDiscriminator(config.width, config.d_norm, hidden=config.fc_hidden))
-    return MLPGenerator(config.width), MLPDiscriminator(config.width)
+    return MLPGenerator(config.width, tuple(int(n) for n in image_shape)), MLPDiscriminator(config.width)
 
 
 def build_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:

@@ -6,7 +6,8 @@ For a binary image x of T = H W pixels in raster order the model factorizes
 
 an exact likelihood (no bound): per image it is
 :func:`genjax.losses.bernoulli_log_likelihood` of the teacher-forced logits.
-Reported in nats per image and in bits per dimension, NLL / (T ln 2).
+Reported in nats per image and in bits per dimension, NLL / (T ln 2)
+(:func:`genjax.losses.bits_per_dim`).
 
 The sampler and completion run the model's one-step function in a single
 ``lax.scan`` over the T pixels (one compiled program, B images in parallel).
@@ -15,7 +16,6 @@ The sampler and completion run the model's one-step function in a single
 from __future__ import annotations
 
 import functools
-import math
 
 import flax.linen as nn
 import jax
@@ -30,11 +30,6 @@ from genjax.train import map_in_chunks, masked_mean, shard_rows
 def flat_binary(images: jax.Array) -> jax.Array:
     """uint8 images (B, H, W, 1) -> threshold-binarized pixels (B, H*W) in {0, 1}, float32."""
     return to_pixels(images, "threshold").reshape(images.shape[0], -1)
-
-
-def bits_per_dim(nll_nats: float, num_pixels: int) -> float:
-    """NLL per image in nats -> bits per pixel: NLL / (T ln 2)."""
-    return nll_nats / (num_pixels * math.log(2.0))
 
 
 def make_loss(model: nn.Module):

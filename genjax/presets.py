@@ -16,19 +16,29 @@ from genjax.errors import UsageError
 
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
-    preset: str
-    hidden: tuple[int, ...]
-    latent_dim: int
-    activation: str  # relu | leaky_relu | gelu | tanh
-    likelihood: str  # bernoulli | mse
-    optimizer: str  # adam | adamw
-    lr: float
-    pixels: str  # float | threshold | stochastic
-    epochs: int
+    """A VAE on images (:mod:`genjax.vae`): the seeds' MLP VAEs (``architecture="mlp"``), their
+    convolutional VAEs (a key of :data:`genjax.models.conv_vae.SEED_ARCHITECTURES`) and the
+    conditional VAE (``num_classes`` > 0). ``likelihood`` ``bernoulli`` on float pixels is the
+    seeds' own loss (``BCELoss(reduction="sum")`` + KL, summed over the batch; Adam is invariant to
+    that scale, so the mean over images here trains the same); ``discretized_logistic`` (signed
+    pixels) makes -ELBO and IWAE code lengths, reported in bits/dim."""
+
+    preset: str = "custom"
+    architecture: str = "mlp"  # "mlp", or a key of genjax.models.conv_vae.SEED_ARCHITECTURES
+    hidden: tuple[int, ...] = (400,)  # "mlp" only: the encoder's hidden widths (the decoder mirrors them)
+    latent_dim: int = 20
+    activation: str = "relu"  # "mlp" only: relu | leaky_relu | gelu | tanh
+    likelihood: str = "bernoulli"  # bernoulli | mse | discretized_logistic
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 1e-3
+    pixels: str = "float"  # float | threshold | stochastic; signed (the discretized logistic's)
+    epochs: int = 10
     batch_size: int = 128
     beta: float = 1.0
     kl_warmup_epochs: int = 0
+    num_classes: int = 0  # > 0: a conditional VAE, q(z|x, y) and p(x|z, y) with a one-hot label y
     dataset: str = "mnist"
+    train_on_test: bool = False  # seed 004: trains on train + test (ConcatDataset); its test split is training data
     seed: int = 0
     iwae_k: int = 1000
     num_samples: int = 10000
@@ -40,11 +50,14 @@ class VAEConfig:
 
 PRESETS = {
     # Seed 000: 784-400-20, GELU, sigmoid decoder, MSE(sum) + KL, AdamW 1e-3, float pixels.
-    "seed000": VAEConfig("seed000", (400,), 20, "gelu", "mse", "adamw", 1e-3, "float", 10),
+    "seed000": VAEConfig("seed000", hidden=(400,), latent_dim=20, activation="gelu", likelihood="mse",
+                         optimizer="adamw", pixels="float", epochs=10),
     # Seed 002: 784-200-200-20, LeakyReLU(0.2), Bernoulli decoder, BCE + KL, Adam 1e-3, x > 0.5.
-    "seed002": VAEConfig("seed002", (200, 200), 20, "leaky_relu", "bernoulli", "adam", 1e-3, "threshold", 20),
+    "seed002": VAEConfig("seed002", hidden=(200, 200), latent_dim=20, activation="leaky_relu",
+                         likelihood="bernoulli", pixels="threshold", epochs=20),
     # Seed 003: 784-400-20, ReLU, BCE + KL, Adam 1e-3, float pixels (ToTensor, no binarization).
-    "seed003": VAEConfig("seed003", (400,), 20, "relu", "bernoulli", "adam", 1e-3, "float", 10),
+    "seed003": VAEConfig("seed003", hidden=(400,), latent_dim=20, activation="relu", likelihood="bernoulli",
+                         pixels="float", epochs=10),
 }
 
 
@@ -182,62 +195,33 @@ AE_APPLICATION_PRESETS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvVAEConfig:
-    """A VAE on images (``genjax.vae_experiment``): the seeds' convolutional VAEs, and seed 001's MLP
-    VAE on CIFAR-10. ``likelihood`` ``bernoulli`` on float pixels is the seeds' own loss
-    (``BCELoss(reduction="sum")`` + KL, summed over the batch; Adam is invariant to that scale, so
-    the mean over images here trains the same); ``discretized_logistic`` (signed pixels) makes
-    -ELBO and IWAE code lengths, reported in bits/dim."""
-
-    preset: str
-    architecture: str  # a key of genjax.models.conv_vae.SEED_ARCHITECTURES, or "mlp" (MLPImageVAE)
-    latent_dim: int
-    likelihood: str  # bernoulli | mse | discretized_logistic
-    pixels: str  # float | threshold | stochastic; signed (the discretized logistic's)
-    epochs: int
-    dataset: str
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 128
-    beta: float = 1.0
-    kl_warmup_epochs: int = 0
-    hidden: tuple[int, ...] = (128,)  # "mlp" only: the encoder's hidden widths (the decoder mirrors them)
-    train_on_test: bool = False  # seed 004: trains on train + test (ConcatDataset); its test split is training data
-    seed: int = 0
-    iwae_k: int = 1000
-    num_samples: int = 10000
-    interpolation: str = "linear"  # linear | slerp
-    prng: str = "rbg"
-
-
 CONV_VAE_MNIST_PRESETS = {
     # Seed 003's ConvVAE (28x28 fixed: see genjax.models.conv_vae), latent 128; its vae_loss (BCE + KL), Adam
     # 1e-3, batch 128, 10 epochs; pixels x/255 > 0.5 (seed002's binarization, not the seed's ToTensor), so
     # -ELBO and IWAE are likelihood bounds, comparable with seed002's MLP VAE.
-    "seed003": ConvVAEConfig("seed003", "seed003", 128, "bernoulli", "threshold", 10, "mnist"),
+    "seed003": VAEConfig("seed003", "seed003", latent_dim=128, pixels="threshold", epochs=10),
     # Seed 004: Conv 32, 64 (3x3, stride 2) -> fc 16 -> latent 2; BCE(sum) + KL per image on ToTensor pixels,
     # Adam 1e-3, batch 128, 30 epochs on MNIST train + test (70,000 images).
-    "seed004": ConvVAEConfig("seed004", "seed004", 2, "bernoulli", "float", 30, "mnist", train_on_test=True),
+    "seed004": VAEConfig("seed004", "seed004", latent_dim=2, epochs=30, train_on_test=True),
 }
 
 CIFAR10_VAE_PRESETS = {
     # Seed 001's VAE: 3072-128-(2x16), ReLU, sigmoid; BCELoss(sum) + KL, Adam 1e-3, ToTensor pixels; its
     # train() runs 1 epoch and prints every 2000 mini-batches, the loader of "the previous chapters"
     # (PyTorch's CIFAR-10 tutorial: batch 4).
-    "seed001": ConvVAEConfig("seed001", "mlp", 16, "bernoulli", "float", 1, "cifar10", batch_size=4, iwae_k=100,
-                             num_samples=1000),
+    "seed001": VAEConfig("seed001", "mlp", hidden=(128,), latent_dim=16, epochs=1, dataset="cifar10", batch_size=4,
+                         iwae_k=100, num_samples=1000),
     # Seed 001's TODO, a convolutional VAE on CIFAR-10 (genjax.models.conv_vae "seed001_cifar"), trained by
     # the seed's train() as above.
-    "seed001_conv": ConvVAEConfig("seed001_conv", "seed001_cifar", 16, "bernoulli", "float", 1, "cifar10",
-                                  batch_size=4, iwae_k=100, num_samples=1000),
+    "seed001_conv": VAEConfig("seed001_conv", "seed001_cifar", latent_dim=16, epochs=1, dataset="cifar10", batch_size=4,
+                              iwae_k=100, num_samples=1000),
 }
 
 CELEBA_VAE_PRESETS = {
     # Seed 003's CelebAVAE: 64x64 (centre crop 148, resize 64), Conv 32-256 with BatchNorm, latent 256; the
     # seed trains it nowhere: its MNIST loop's loss (BCE + KL), Adam 1e-3, batch 128, 10 epochs.
-    "seed003_celeba": ConvVAEConfig("seed003_celeba", "seed003_celeba", 256, "bernoulli", "float", 10, "celeb_a",
-                                    iwae_k=100, num_samples=1000),
+    "seed003_celeba": VAEConfig("seed003_celeba", "seed003_celeba", latent_dim=256, epochs=10, dataset="celeb_a",
+                                iwae_k=100, num_samples=1000),
 }
 
 
@@ -247,5 +231,5 @@ CVAE_PRESETS = {
     # prior samples classified as the digit asked for: latent 20, 20 epochs (seed 002's own) 77%, its z
     # also carrying the class; latent 4, 20 epochs 97.8% but FID 98 (little variety); latent 10, 50
     # epochs 94.6% (2,000 samples); latent 8, 50 epochs 96.8%, FID 24.9.
-    "cvae": dataclasses.replace(PRESETS["seed002"], preset="cvae", latent_dim=8, epochs=50),
+    "cvae": dataclasses.replace(PRESETS["seed002"], preset="cvae", latent_dim=8, epochs=50, num_classes=10),
 }

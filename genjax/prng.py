@@ -64,3 +64,11 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     """A random permutation of ``range(n)``: ``jax.random.permutation(key, n)``, vmap-faithful."""
     return per_key(lambda k: jax.random.permutation(k, n))(key)
 
+
+def run_keys(seed: int, impl: str, names: Sequence[str]) -> dict:
+    """A run's keys from its seed, the one way every family makes them: ``run`` = key(seed) (the
+    epochs' shuffles), and ``names`` (e.g. ``init``, ``state``, ``eval``, ``draw``) =
+    ``split(run, len(names))`` in that order. A sweep's model with seed s gets exactly the keys of
+    the single run with ``--seed s``."""
+    run_key = jax.random.key(seed, impl=impl)
+    return dict(zip(names, jax.random.split(run_key, len(names))), run=run_key)

@@ -64,7 +64,7 @@ def parser(doc: str, prog: str, default_out: Path, presets: dict, default_preset
                    help=f"settings of one seed notebook: {', '.join(presets)} (default {default_preset}); "
                         "the flags below override single settings")
     preset_flag(p, "--epochs", presets, type=cli.non_negative_int("--epochs"), help="epochs in total")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=cli.seed("--seed"), default=0,
                    help="random seed: the same seed gives the same numbers on the same backend (default 0)")
     p.add_argument("--out", type=Path, default=default_out, help=f"run directory (default {default_out})")
     p.add_argument("--resume", action="store_true",
@@ -126,6 +126,7 @@ class Run:
         """Empty ``out`` of an earlier genjax run and mark it as this run's (main process)."""
         if not self.writes_files:
             return
+        self.out.mkdir(parents=True, exist_ok=True)
         entries = [p for p in self.out.iterdir() if not p.name.startswith(".write-test-")]
         if entries and not (self.out / MARKER).exists():
             raise UsageError(f"--out {self.out} is not empty and holds no genjax run ({MARKER} is missing): "

@@ -196,12 +196,7 @@ def make_vae_step(model: nn.Module, likelihood: str, pixels: str, optimizer: str
     return step_for
 
 
-def seed_keys(seed: int, impl: str) -> dict:
-    """A VAE run's keys from its seed: ``run`` (shuffling), ``init``, ``state`` (the steps'
-    noise), ``eval`` and ``draw``; a sweep's model k with seed s gets exactly the keys of
-    ``python -m experiments.vae_mnist --seed s``."""
-    run_key = jax.random.key(seed, impl=impl)
-    return dict(zip(("init", "state", "eval", "draw"), jax.random.split(run_key, 4)), run=run_key)
+KEY_NAMES = ("init", "state", "eval", "draw")  # a VAE run's keys (genjax.prng.run_keys), besides ``run``
 
 
 def init_variables(model: nn.Module, key: jax.Array, image_shape: tuple[int, ...], likelihood: str = "bernoulli"):
@@ -333,6 +328,7 @@ def active_units(means: jax.Array, threshold: float = 0.01) -> jax.Array:
 __all__ = [
     "DISCRETIZED_LOGISTIC",
     "HYPERPARAMETERS",
+    "KEY_NAMES",
     "IMAGE_LIKELIHOODS",
     "LIKELIHOODS",
     "LIKELIHOOD_PIXELS",
@@ -356,7 +352,6 @@ __all__ = [
     "prior_sample_means",
     "reconstruction_loss",
     "reports_likelihood",
-    "seed_keys",
     "squared_error",
     "unit_pixels",
 ]

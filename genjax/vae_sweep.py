@@ -2,7 +2,7 @@ r"""VAE sweeps: K VAE configs that differ only in hyperparameters or seed, as on
 
 Model k of a sweep is the run ``python -m experiments.vae_mnist`` makes from config
 k: the same initial parameters, step keys and evaluation keys (all from its seed,
-:func:`genjax.vae.seed_keys`), the same step with its own learning rate, \beta and KL
+:func:`genjax.prng.run_keys`), the same step with its own learning rate, \beta and KL
 warm-up (:func:`genjax.vae.make_vae_step`). What the K models share is the order
 of the batches (drawn from the sweep's own seed): a vmapped program trains all of
 them on the same batch at each step. Configs that differ in anything else (latent
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import sweep, vae
+from genjax import prng, sweep, vae
 from genjax.models.mlp_vae import VAE
 from genjax.presets import make_optimizer
 from genjax.train import TrainState, fast_compiler_options, make_epoch
@@ -29,7 +29,7 @@ def init_sweep(model: VAE, configs: Sequence, image_shape) -> sweep.Sweep:
     """The stacked initial states of ``configs`` (one group), each from its own seed's keys."""
     states = []
     for c in configs:
-        keys = vae.seed_keys(c.seed, c.prng)
+        keys = prng.run_keys(c.seed, c.prng, vae.KEY_NAMES)
         params = vae.init_params(model, keys["init"], image_shape)
         states.append(TrainState.create(params, make_optimizer(c.optimizer, c.lr), keys["state"]))
     return sweep.stack(states, [vae.hyperparameters(c) for c in configs])
@@ -44,7 +44,7 @@ def make_sweep_epoch(model: VAE, config, steps_per_epoch: int, mesh):
 
 def eval_keys(configs: Sequence, name: str = "eval") -> jax.Array:
     """Each model's ``name`` key (``eval``, ``draw``), stacked."""
-    return jnp.stack([vae.seed_keys(c.seed, c.prng)[name] for c in configs])
+    return jnp.stack([prng.run_keys(c.seed, c.prng, vae.KEY_NAMES)[name] for c in configs])
 
 
 def make_evaluate(model: VAE, configs: Sequence, x_test: jax.Array, mesh):
@@ -76,7 +76,7 @@ def final_metrics(model: VAE, s: sweep.Sweep, configs: Sequence, x_test: jax.Arr
             out.append({"active_units": None, "recon_mse": None, **({"nll_iwae": None} if likelihood else {})})
             continue
         params = jax.tree.map(lambda a: a[k], s.models.params)
-        keys = vae.seed_keys(c.seed, c.prng)
+        keys = prng.run_keys(c.seed, c.prng, vae.KEY_NAMES)
         row = {"active_units": int(vae.active_units(vae.encode_means(model, params, x_test))),
                "recon_mse": float(vae.evaluate(model, params, x_test, keys["eval"], "mse", mesh=mesh)["recon"])}
         if likelihood:
@@ -91,7 +91,7 @@ def prior_samples(model: VAE, s: sweep.Sweep, configs: Sequence, n: int, image_s
     """Each model's ``n`` prior sample means (n, H, W), from its own draw key."""
     out = []
     for k, c in enumerate(configs):
-        key = jax.random.split(vae.seed_keys(c.seed, c.prng)["draw"])[0]  # vae_mnist's samples.npy key
+        key = jax.random.split(prng.run_keys(c.seed, c.prng, vae.KEY_NAMES)["draw"])[0]  # vae_mnist's samples.npy key
         means = vae.prior_sample_means(model, jax.tree.map(lambda a: a[k], s.models.params), key, n)
         out.append(np.asarray(means).reshape(n, *image_shape[:2]))
     return out

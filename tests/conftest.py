@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +116,15 @@ def quick_classifier(tmp_path_factory, mnist):
     config = classifier.ClassifierConfig(epochs=1, batch_size=64)
     params, accuracy = classifier.train(config, data.ImageSet(train.images[:12000], train.labels[:12000]), test)
     return classifier.save(tmp_path_factory.mktemp("classifier"), params, accuracy, config), params, accuracy
+
+
+def check_load_reproduces(out: Path, family: type, samples_file: str, draw, **sample_kwargs) -> None:
+    """``genjax.load(out)`` gives the run's trained model: of ``family``, and drawing from the
+    run's own key (``draw(loaded)``) reproduces the samples the run saved in ``samples_file``."""
+    import genjax
+
+    model = genjax.load(out)
+    assert type(model) is family and model.trained
+    saved = np.load(out / samples_file)
+    again = model.sample(len(saved), draw(model), **sample_kwargs)
+    np.testing.assert_array_equal(again.reshape(saved.shape), saved)

@@ -48,13 +48,61 @@ def test_latent_sizes_run_as_groups_and_each_resumes(tmp_path):
     assert read_metrics(out)["epochs"] == 2
 
 
-def test_bad_values_exit_2_with_one_line(tmp_path):
-    for values in ("x", "bernoulli,nope"):
-        study = "beta" if values == "x" else "recon-loss"
-        proc = run_cli(study, "--values", values, "--out", tmp_path / "bad", "--no-score",
-                       module="experiments.ablations")
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--values" in proc.stderr
-        assert not (tmp_path / "bad").exists()
+# study and flags -> a word the one `error:` line must hold. Each is refused before any work
+# (bad --values at parse time; a batch too large after the --out check, which leaves nothing).
+BAD = {
+    "latent-dim -3": (["latent-dim", "--values=-3"], "at least 1"),
+    "latent-dim 0": (["latent-dim", "--values", "0"], "at least 1"),
+    "latent-dim 2.5": (["latent-dim", "--values", "2,2.5"], "integer"),
+    "beta -1,nan,inf": (["beta", "--values=-1,nan,inf"], "at least 0"),
+    "beta -1,2 without '='": (["beta", "--values", "-1,2"], "--values=-1"),
+    "beta nan": (["beta", "--values", "1,nan"], "finite"),
+    "beta inf": (["beta", "--values", "inf"], "finite"),
+    "beta 1e400": (["beta", "--values", "1e400"], "finite"),
+    "beta not a number": (["beta", "--values", "x"], "a number"),
+    "beta empty": (["beta", "--values="], "a number"),
+    "beta empty item": (["beta", "--values", "1,,2"], "a number"),
+    "beta repeated": (["beta", "--values", "1,2,1.0"], "repeats 1.0"),
+    "kl-annealing -5": (["kl-annealing", "--values=-5"], "at least 0"),
+    "recon-loss unknown": (["recon-loss", "--values", "bernoulli,nope"], "bernoulli, mse"),
+    "recon-loss repeated": (["recon-loss", "--values", "mse,mse"], "repeats mse"),
+    "seeds repeated": (["seeds", "--values", "1,1"], "repeats 1"),
+    "seeds negative": (["seeds", "--values=-1"], "at least 0"),
+    "seeds past 2**32": (["seeds", "--values", str(2**32)], "at most"),
+    "seeds from --seed past 2**32": (["seeds", "--seed", str(2**32 - 1), "--seeds", "2"], "--seed"),
+    "seed -1": (["beta", "--seed", "-1"], "--seed"),
+    "seeds 0": (["seeds", "--seeds", "0"], "--seeds"),
+    "unknown study": (["gamma"], "invalid choice"),
+    "batch > training set": (["beta", "--values", "1", "--batch-size", "60001"], "--batch-size"),
+}
+
+
+@pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
+def test_bad_values_exit_2_with_one_line_and_nothing_left(tmp_path, capsys, case):
+    from genjax import run
+    from experiments import ablations
+
+    flags, needle = case
+    code = run.main(ablations.parser, ablations.experiment,
+                    [*flags, "--out", str(tmp_path / "new" / "out"), *QUICK])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_values_take_the_single_run_flags_types():
+    from experiments import ablations
+
+    args = ablations.parser.parse_args(["beta", "--values", " 0, 0.5 ,4"])
+    assert ablations.study_config(args).values == (0.0, 0.5, 4.0)
+    args = ablations.parser.parse_args(["seeds", "--seed", "7", "--seeds", "3"])
+    assert ablations.study_config(args).values == (7, 8, 9)
+    args = ablations.parser.parse_args(["recon-loss"])
+    assert ablations.study_config(args).values == ("bernoulli", "mse")
+
+
+def test_help_names_every_study():
     proc = run_cli("--help", module="experiments.ablations")
     check_ok(proc)
     assert all(s in proc.stdout for s in ("beta", "latent-dim", "recon-loss", "kl-annealing", "seeds"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tfds_mocks import mock_tfds
 
-from conftest import check_ok, numbers_only, read_history, read_metrics, run_cli
+from conftest import check_load_reproduces, check_ok, numbers_only, read_history, read_metrics, run_cli
 
 SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
 
@@ -35,6 +35,11 @@ def test_ae_mnist_writes_the_scatter_and_scores_ae_and_vae_samples(quick_classif
     assert float(row["test_loss"]) < float(row["train_loss"]) * 1.5 and {"train_mse", "test_psnr"} <= set(row)
     samples = np.load(out / "samples_ae_prior.npy")
     assert samples.shape == (200, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+    import genjax
+    import jax
+
+    check_load_reproduces(out, genjax.Autoencoder, "samples_ae_prior.npy", lambda m: jax.random.split(m.keys()["draw"], 3)[0])
+    check_load_reproduces(out / "vae", genjax.VAE, "samples_vae_prior.npy", lambda m: jax.random.split(m.keys()["draw"], 3)[2])
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import script_json_on_devices
-from genjax import autoencoder, data, vae
+from genjax import autoencoder, data, prng, vae
 from genjax.metrics import roc_auc
 from genjax.models import mlp_vae
 from genjax.models.mlp_ae import MLPAutoencoder
@@ -136,7 +136,7 @@ def test_ae_loss_lowers_on_a_short_real_run(mnist):
     mesh = data_mesh()
     model = autoencoder.from_config(config, shape)
     x_test = replicate(data.fixed_eval_pixels(test.images[:2000], "float"), mesh)
-    keys = vae.seed_keys(0, config.prng)
+    keys = prng.run_keys(0, config.prng, vae.KEY_NAMES)
     epoch_fn, evaluate = autoencoder.make_ae_training(model, config, x_test, mesh, keys["eval"])
     state = replicate(autoencoder.init_state(model, config, shape), mesh)
     before = jax.device_get(evaluate(state))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import jax
 import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import FAST, check_ok, flag_help, numbers_only, read_history, read_metrics, run_cli
+import genjax
+from conftest import FAST, check_load_reproduces, check_ok, flag_help, numbers_only, read_history, read_metrics, run_cli
 
 PNGS = ("samples.png", "reconstructions.png", "interpolation.png", "elbo.png")
 
@@ -52,6 +54,7 @@ def test_seed002_two_epochs_writes_all_outputs(seed002_two_epochs):
     assert samples.min() >= 0.0 and samples.max() <= 1.0
     assert samples.std() > 0.05  # digits, not a constant image
     assert _epoch_dirs(out / "checkpoints") == [1, 2]
+    check_load_reproduces(out, genjax.VAE, "samples.npy", lambda m: jax.random.split(m.keys()["draw"])[0])
 
 
 def test_final_neg_elbo_is_the_last_checkpoints_test_elbo(seed002_two_epochs, mnist):
@@ -68,7 +71,7 @@ def test_final_neg_elbo_is_the_last_checkpoints_test_elbo(seed002_two_epochs, mn
     out = seed002_two_epochs
     m = read_metrics(out)
     cfg = m["config"]
-    model = VAE(tuple(cfg["hidden"]), cfg["latent_dim"], 784, cfg["activation"])
+    model = VAE(tuple(cfg["hidden"]), cfg["latent_dim"], (28, 28, 1), cfg["activation"])
     params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(0))["params"]
     like = TrainState.create(params, make_optimizer(cfg["optimizer"], cfg["lr"]), jax.random.key(0, impl=cfg["prng"]))
     ckpt = Checkpointer(out / "checkpoints")
@@ -83,6 +86,7 @@ def test_final_neg_elbo_is_the_last_checkpoints_test_elbo(seed002_two_epochs, mn
     eps = np.random.default_rng(0).standard_normal((4, *mean.shape))
     z = mean + np.exp(0.5 * log_var) * eps
     logits = np.asarray(model.apply({"params": state.params}, jnp.asarray(z, jnp.float32), method="decode"), np.float64)
+    logits = logits.reshape(*z.shape[:-1], 784)
     recon = np.mean(np.sum(np.logaddexp(0, logits) - x * logits, axis=-1), axis=0)  # per image, over 4 z
     neg_elbo = recon + kl
     se = neg_elbo.std() / np.sqrt(len(neg_elbo))

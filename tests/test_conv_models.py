@@ -11,18 +11,18 @@ import pytest
 from genjax.models.conv_ae import ConvAutoencoder, FullyConvAutoencoder
 from genjax.models.conv_vae import SEED_ARCHITECTURES, ConvVAE
 from genjax.models.mlp_ae import MLPAutoencoder
-from genjax.models.mlp_image_vae import MLPImageVAE
+from genjax.models.mlp_vae import VAE as MLPVAE
 
 KEY = jax.random.key(0, impl="rbg")  # as the presets; its initialization compiles fastest on the CPU
 SHAPES = [(28, 28, 1), (32, 32, 3), (64, 64, 3)]
 AUTOENCODERS = {"seed003_mlp_ae": MLPAutoencoder, "seed004_conv_ae": ConvAutoencoder,
                 "seed001_conv_ae": FullyConvAutoencoder}
-VAES = {"seed001_mlp_vae": MLPImageVAE, **{name: (lambda cfg=cfg, **kw: ConvVAE(**{**cfg, **kw}))
+VAES = {"seed001_mlp_vae": lambda **kw: MLPVAE(**{"hidden": (128,), "latent_dim": 16, "image_shape": (32, 32, 3), **kw}), **{name: (lambda cfg=cfg, **kw: ConvVAE(**{**cfg, **kw}))
                                           for name, cfg in SEED_ARCHITECTURES.items()}}
 
 
 def _is_vae(model) -> bool:
-    return isinstance(model, (ConvVAE, MLPImageVAE))
+    return isinstance(model, (ConvVAE, MLPVAE))
 
 
 def _args(model, x):
@@ -44,7 +44,7 @@ SEED_SHAPES = {
     "seed001_conv_ae": (FullyConvAutoencoder(), 96 * 2 * 2, {
         "down_0": (16, 16, 12), "down_1": (8, 8, 24), "down_2": (4, 4, 48), "down_3": (2, 2, 96),
         "up_0": (4, 4, 48), "up_1": (8, 8, 24), "up_2": (16, 16, 12), "up_3": (32, 32, 3)}, 194_955),
-    "seed001_mlp_vae": (MLPImageVAE(), 16, {}, 795_936),
+    "seed001_mlp_vae": (MLPVAE(hidden=(128,), latent_dim=16, image_shape=(32, 32, 3)), 16, {}, 795_936),
     "seed001_cifar": (ConvVAE(**SEED_ARCHITECTURES["seed001_cifar"]), 16, {
         "down_3": (2, 2, 96), "up_0": (4, 4, 48), "up_3": (32, 32, 3)}, 194_955 + (384 * 32 + 32) + (16 * 384 + 384)),
     "seed003": (ConvVAE(**SEED_ARCHITECTURES["seed003"]), 128, {

@@ -10,9 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import data, losses, vae, vae_experiment
+from genjax import data, losses, vae
+from genjax.recipes import vae as vae_recipe
 from genjax.models.conv_vae import ConvVAE
-from genjax.models.mlp_image_vae import MLPImageVAE
+from genjax.models.mlp_vae import VAE as MLPVAE
 from genjax.presets import CELEBA_VAE_PRESETS, CIFAR10_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
 from genjax.train import TrainState, make_train_step
 
@@ -99,7 +100,7 @@ def test_discretized_logistic_likelihood_learns_its_log_scale_outside_the_module
     assert samples.shape == (5, 8, 8, 3) and 0 <= float(samples.min()) and float(samples.max()) <= 1
 
 
-@pytest.mark.parametrize("model, shape", [(MLPImageVAE(), (32, 32, 3)),
+@pytest.mark.parametrize("model, shape", [(MLPVAE(hidden=(128,), latent_dim=16, image_shape=(32, 32, 3)), (32, 32, 3)),
                                           (ConvVAE(), (28, 28, 1))], ids=["seed001_mlp", "seed003_conv"])
 def test_the_default_likelihood_is_the_seeds_bce_plus_kl(model, shape):
     """Seeds 001 and 003 train on BCELoss(reduction="sum")(sigmoid(logits), x) + KL on ToTensor pixels;
@@ -125,7 +126,7 @@ def test_the_likelihood_brings_its_pixels_and_a_mismatch_is_refused():
     from experiments import vae_cifar10
     from genjax.errors import UsageError
 
-    parse = lambda *a: vae_experiment.config_from_args(vae_cifar10.parser.parse_args(list(a)),
+    parse = lambda *a: vae_recipe.config_from_args(vae_cifar10.parser.parse_args(list(a)),
                                                        CIFAR10_VAE_PRESETS)
     assert parse().pixels == "float" and parse("--likelihood", "mse").pixels == "float"
     assert parse("--likelihood", "discretized_logistic").pixels == "signed"
@@ -137,6 +138,6 @@ def test_the_likelihood_brings_its_pixels_and_a_mismatch_is_refused():
     assert seed004.train_on_test and seed004.epochs == 30 and seed004.latent_dim == 2
     train = data.ImageSet(np.zeros((5, 2, 2, 1), np.uint8), np.arange(5))
     test = data.ImageSet(np.ones((3, 2, 2, 1), np.uint8), np.arange(3))
-    both = vae_experiment.training_set(seed004, train, test)
+    both = vae_recipe.training_set(seed004, train, test)
     assert len(both) == 8 and both.images[5:].min() == 1  # ConcatDataset([train, test])
-    assert vae_experiment.training_set(CONV_VAE_MNIST_PRESETS["seed003"], train, test) is train
+    assert vae_recipe.training_set(CONV_VAE_MNIST_PRESETS["seed003"], train, test) is train

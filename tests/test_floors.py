@@ -16,7 +16,7 @@ from genjax.train import TrainState, make_train_step
 
 def _model(preset):
     config = get_preset(preset)
-    model = VAE(config.hidden, config.latent_dim, 784, config.activation)
+    model = VAE(config.hidden, config.latent_dim, (28, 28, 1), config.activation)
     params = vae.init_params(model, jax.random.key(0, impl=config.prng), (28, 28, 1))
     return config, model, params
 
@@ -49,12 +49,13 @@ def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
     import numpy as np
 
     from benchmarks.conv_vae_speed import CONFIGS, conv_calls
-    from genjax import data, vae_experiment
+    from genjax import data
+    from genjax.recipes.vae import VAE
     from genjax.train import data_mesh
 
     config = dataclasses.replace(CONFIGS["seed004"], train_on_test=False)
     images = data.ImageSet(np.zeros((256, 28, 28, 1), np.uint8), None)
-    calls = conv_calls(vae_experiment.prepare(config, images, images, data_mesh()))
+    calls = conv_calls(VAE(config).prepare(images, data_mesh()))
     assert [(c.name, c.transposed, c.need_dx) for c in calls] == [
         ("encoder/down_0", False, False), ("encoder/down_1", False, True), ("decoder/up_0", True, True),
         ("decoder/up_1", True, True), ("decoder/out", False, True)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import check_ok, flag_help, read_history, read_metrics, run_cli
+import genjax
+from conftest import check_load_reproduces, check_ok, flag_help, read_history, read_metrics, run_cli
 
 SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
 
@@ -29,6 +30,7 @@ def test_one_epoch_writes_every_output_with_its_scores(quick_classifier, tmp_pat
     assert 0 < float(row["train_d_fake"]) < float(row["train_d_real"]) < 1  # D tells real from fake
     samples = np.load(out / "samples.npy")
     assert samples.shape == (300, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+    check_load_reproduces(out, genjax.GAN, "samples.npy", lambda g: g.keys()["draw"])
 
 
 def test_without_the_classifier_it_stops_before_writing_anything(tmp_path):

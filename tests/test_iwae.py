@@ -79,7 +79,7 @@ def test_toy_iwae_bound_increases_with_k_towards_log_px():
 
 @pytest.fixture(scope="module")
 def small_vae():
-    model = VAE(hidden=(32,), latent_dim=2, num_pixels=784)
+    model = VAE(hidden=(32,), latent_dim=2, image_shape=(28, 28, 1))
     params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))["params"]
     # A sharper encoder than at initialization, so q(z|x) is far from the prior (KL of a few nats)
     # and the log p(z) - log q(z|x) terms of the weights matter.
@@ -100,19 +100,89 @@ def test_log_importance_weights_shape_and_expectation(small_vae):
     # from the closed-form KL and many reparameterized decoder evaluations.
     mean, log_var = model.apply({"params": params}, x[:4], method="encode")
     z = losses.reparameterize(jax.random.key(4), mean, log_var, num_samples=k)
-    logits = model.apply({"params": params}, z, method="decode")
+    logits = model.apply({"params": params}, z, method="decode").reshape(k, 4, -1)
     log_px_z = np.asarray(losses.bernoulli_log_likelihood(logits, x[:4].reshape(4, -1)), np.float64)
     elbo = log_px_z.mean(0) - np.asarray(losses.kl_to_standard_normal(mean, log_var))
     se = np.sqrt(log_w.var(0) / k + log_px_z.var(0) / k)
     assert np.all(np.abs(log_w.mean(0) - elbo) < 5 * se + 1e-3), (log_w.mean(0), elbo, se)
 
 
-def test_iwae_nll_k1_is_the_elbo(small_vae):
+def _log_mean_exp(a: np.ndarray, axis: int) -> np.ndarray:
+    m = a.max(axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.mean(np.exp(a - m), axis=axis))
+
+
+def _exact_log_px_and_elbo(model, params, x, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""For a VAE with a 1-D latent, by quadrature on a z grid in float64 NumPy, written without
+    genjax.vae or genjax.losses: log p(x) = log \int p(x|z) N(z; 0, 1) dz, and the ELBO
+    \int q(z|x) [log p(x|z) + log N(z; 0, 1) - log q(z|x)] dz, p(x|z) Bernoulli with the decoder's
+    logits at each grid point, q(z|x) = N(mean, exp(log_var)) from the encoder's outputs."""
+    z = np.linspace(-10.0, 10.0, grid)
+    logits = np.asarray(model.apply({"params": params}, jnp.asarray(z[:, None], jnp.float32), method="decode"),
+                        np.float64).reshape(grid, -1)
+    xs = np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    log_px_z = xs @ -np.logaddexp(0.0, -logits).T + (1.0 - xs) @ -np.logaddexp(0.0, logits).T  # (B, grid)
+    log_joint = log_px_z - 0.5 * (np.log(2 * np.pi) + z**2)
+    dz = z[1] - z[0]
+    log_px = _log_mean_exp(log_joint, 1) + np.log(grid * dz)
+    mean, log_var = (np.asarray(a, np.float64) for a in model.apply({"params": params}, x, method="encode"))
+    log_q = -0.5 * (np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var))  # (B, grid)
+    elbo = np.sum(np.exp(log_q) * (log_joint - log_q), axis=1) * dz
+    return log_px, elbo
+
+
+def test_iwae_nll_at_k_above_1_against_the_exact_log_px_of_a_1d_latent_vae():
+    """vae.iwae_nll on a genjax VAE small enough (1-D latent, 4x4 binary images) for log p(x) and the
+    ELBO to be integrated exactly: the K-sample bound starts at the ELBO, rises with K, stays below
+    log p(x) and reaches it; its weights are unbiased for p(x); and iwae_nll is the NumPy
+    log-mean-exp of its own weights."""
+    model = VAE(hidden=(16,), latent_dim=1, image_shape=(4, 4, 1))
+    x = jax.random.bernoulli(jax.random.key(2), 0.4, (4, 4, 4, 1)).astype(jnp.float32)
+    params = model.init(jax.random.key(0), x[:1], jax.random.key(1))["params"]
+    # A decoder twice as sharp as at initialization: p(z|x) moves away from N(0, 1), and q(z|x)
+    # (near N(0, 1)) misses it by 1.7 to 6 nats.
+    params = {**params, "decoder": jax.tree_util.tree_map(lambda a: 2 * a, params["decoder"])}
+    log_px, elbo = _exact_log_px_and_elbo(model, params, x, 8001)
+    coarse_px, coarse_elbo = _exact_log_px_and_elbo(model, params, x, 4001)
+    np.testing.assert_allclose(log_px, coarse_px, atol=1e-4)  # the quadrature has converged
+    np.testing.assert_allclose(elbo, coarse_elbo, atol=1e-4)
+    assert np.all(log_px - elbo > 1.0), log_px - elbo  # q is clearly imperfect: a gap to close
+
+    n, means, ses = x.shape[0], [], []
+    for i, (k, reps) in enumerate([(1, 1024), (4, 1024), (32, 1024), (1000, 256)]):
+        many = jnp.tile(x, (reps, 1, 1, 1))  # independent estimates of each image's bound
+        key = jax.random.key(10 + i)
+        # The weights exactly as iwae_nll draws them: image j from split(key, N)[j].
+        log_w = np.asarray(jax.jit(jax.vmap(lambda xi, ki: vae.log_importance_weights(  # noqa: B023
+            model, params, xi[None], ki, k)[:, 0]))(many, jax.random.split(key, many.shape[0])), np.float64)  # (N, K)
+        bounds = _log_mean_exp(log_w, 1).reshape(reps, n)
+        r = vae.iwae_nll(model, params, many, key, k, many.shape[0])
+        assert float(r["nll_iwae"]) == pytest.approx(-bounds.mean(), rel=1e-5), (k, r)
+        assert float(r["neg_elbo"]) == pytest.approx(-log_w.mean(), rel=1e-5), (k, r)
+        mean, se = bounds.mean(0), bounds.std(0) / math.sqrt(reps)
+        assert np.all(mean < log_px + 4 * se), (k, mean, log_px, se)  # a lower bound, at every K
+        means.append(mean)
+        ses.append(se)
+        if k == 1:  # one sample: the ELBO, in expectation
+            assert np.all(np.abs(mean - elbo) < 5 * se), (mean, elbo, se)
+    # The gap to log p(x), averaged over the images, shrinks at every step of K.
+    gaps = [float(np.mean(log_px - m)) for m in means]
+    gap_ses = [float(np.sqrt(np.sum(s**2)) / n) for s in ses]
+    for i in range(1, len(gaps)):
+        assert gaps[i - 1] - gaps[i] > 2 * math.hypot(gap_ses[i - 1], gap_ses[i]), (gaps, gap_ses)
+    # At K = 1000 the bound is within 1% of the ELBO's gap of log p(x).
+    assert np.all(log_px - means[-1] < 0.01 * (log_px - elbo) + 4 * ses[-1]), (means[-1], log_px)
+    # Importance sampling: the mean of all 256 x 1000 weights per image estimates p(x) itself, unbiased.
+    w = log_w.reshape(reps, n, -1).transpose(1, 0, 2).reshape(n, -1)
+    scaled = np.exp(w - w.max(1, keepdims=True))
+    rel_se = scaled.std(1) / scaled.mean(1) / math.sqrt(w.shape[1])  # of the mean weight, ~ se of its log
+    assert np.all(np.abs(_log_mean_exp(w, 1) - log_px) < 5 * rel_se), (_log_mean_exp(w, 1), log_px, rel_se)
+
+
+def test_iwae_neg_elbo_matches_evaluate_in_expectation(small_vae):
     model, params, x = small_vae
-    r = vae.iwae_nll(model, params, x, jax.random.key(5), 1, 16)
-    # With one sample, -log w is both the IWAE NLL and the -ELBO estimate.
-    assert float(r["nll_iwae"]) == pytest.approx(float(r["neg_elbo"]), rel=1e-6)
-    # ... and in expectation it is evaluate()'s -ELBO (closed-form KL, one z for the recon).
+    # iwae_nll's -ELBO (the mean of -log w) is, in expectation, evaluate()'s -ELBO (closed-form KL,
+    # one z for the reconstruction): two estimators of one number.
     many = jnp.tile(x, (40, 1, 1, 1))  # 40 independent draws per image
     iw = vae.iwae_nll(model, params, many, jax.random.key(6), 1, 500)
     ev = vae.evaluate(model, params, many, jax.random.key(7), "bernoulli")

@@ -1,4 +1,5 @@
-"""The PixelRNN: its LSTM gradient, the scan sampler against teacher forcing, completion, and training."""
+"""The PixelRNN: its LSTM and its gradient against a hand-written PyTorch-order LSTM, the scan sampler
+against teacher forcing, completion, and training."""
 
 from __future__ import annotations
 
@@ -19,8 +20,56 @@ def rbg_key(seed: int) -> jax.Array:
     return jax.random.key(seed, impl=RBG)
 
 
-def reference_logits(model, params, x):
-    """Teacher forcing written the plain way: the one-step function scanned, autodiff for the gradient."""
+def torch_lstm_step(p: dict, layers: int, token, state, xp=np):
+    """One step of PyTorch's ``nn.LSTM`` + ``nn.Linear`` head, written out from PyTorch's
+    documentation and sharing no code with genjax.lstm: gates in PyTorch's order (i, f, g, o),
+
+        a = x_t W_ih + b_ih + h_{t-1} W_hh + b_hh,   i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g),
+        o = sigmoid(a_o),   c_t = f c_{t-1} + i g,   h_t = o tanh(c_t),
+
+    layer 0's input the embedding of ``token`` (the previous pixel), layer l's the h_t of layer l-1,
+    and the logit h_t W_head + b_head. ``state``: per layer (h, c). ``xp``: numpy or jax.numpy."""
+    hidden = p["w_hh_0"].shape[0]
+    sigmoid = lambda a: 1.0 / (1.0 + xp.exp(-a))  # noqa: E731
+    inp, new = p["embed"][token], []
+    for l in range(layers):
+        h, c = state[l]
+        a = inp @ p[f"w_ih_{l}"] + p[f"b_ih_{l}"] + h @ p[f"w_hh_{l}"] + p[f"b_hh_{l}"]
+        a_i, a_f, a_g, a_o = (a[:, j * hidden:(j + 1) * hidden] for j in range(4))
+        c = sigmoid(a_f) * c + sigmoid(a_i) * xp.tanh(a_g)
+        h = sigmoid(a_o) * xp.tanh(c)
+        new.append((h, c))
+        inp = h
+    return new, inp @ p["head_w"][:, 0] + p["head_b"][0]
+
+
+def previous_tokens(x) -> np.ndarray:
+    """(T, B) inputs of teacher forcing: START, then pixels 0 .. T-2."""
+    x = np.asarray(x).astype(np.int64)
+    return np.concatenate([np.full((x.shape[0], 1), START), x[:, :-1]], axis=1).T
+
+
+def numpy_lstm_logits(params, x, layers: int) -> np.ndarray:
+    """Teacher-forced logits (B, T) of :func:`torch_lstm_step` in float64 NumPy, a Python loop over t."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    zeros = np.zeros((x.shape[0], p["w_hh_0"].shape[0]))
+    state, logits = [(zeros, zeros)] * layers, []
+    for token in previous_tokens(x):
+        state, logit = torch_lstm_step(p, layers, token, state)
+        logits.append(logit)
+    return np.stack(logits, axis=1)
+
+
+def jax_lstm_logits(params, x, layers: int) -> jax.Array:
+    """The same :func:`torch_lstm_step` in jax.numpy, scanned, for autodiff's gradient."""
+    zeros = jnp.zeros((x.shape[0], params["w_hh_0"].shape[0]))
+    step = lambda state, token: torch_lstm_step(params, layers, token, state, xp=jnp)  # noqa: E731
+    _, logits = jax.lax.scan(step, [(zeros, zeros)] * layers, jnp.asarray(previous_tokens(x)))
+    return logits.T
+
+
+def scanned_step_logits(model, params, x):
+    """Teacher forcing through :meth:`PixelRNN.step` (the sampler's one-step function), scanned."""
     b = x.shape[0]
     table = model.apply({"params": params}, method="input_table")
     tokens = jnp.concatenate([jnp.full((b, 1), START, jnp.int32), x[:, :-1].astype(jnp.int32)], axis=1)
@@ -37,16 +86,31 @@ def small(request):
     return model, params, x
 
 
-def test_teacher_forced_logits_and_hand_written_gradient_match_autodiff(small):
+def saturating(params):
+    """The parameters x 3: the gates leave their near-linear range (PyTorch's initialization keeps
+    them close to 1/2 and 0), so an activation or a gate order that is wrong shows in the values."""
+    return jax.tree.map(lambda a: 3.0 * a, params)
+
+
+def test_teacher_forcing_and_the_step_match_a_hand_written_numpy_lstm(small):
     model, params, x = small
-    np.testing.assert_allclose(model.apply({"params": params}, x), reference_logits(model, params, x),
-                               rtol=1e-5, atol=1e-6)
+    params = saturating(params)
+    want = numpy_lstm_logits(params, x, model.layers)
+    assert np.std(want) > 0.05  # logits that vary with the pixels before them (0.11 to 0.4 here)
+    # The fast path (lstm.layer, the head inside the top layer's loop) and the sampler's step.
+    np.testing.assert_allclose(model.apply({"params": params}, x), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scanned_step_logits(model, params, x), want, rtol=1e-4, atol=1e-5)
 
-    def loss(p, logits_fn):
-        return -jnp.sum(losses.bernoulli_log_likelihood(logits_fn(p), x))
 
-    fast = jax.grad(loss)(params, lambda p: model.apply({"params": p}, x))
-    slow = jax.grad(loss)(params, lambda p: reference_logits(model, p, x))
+def test_hand_written_gradient_matches_autodiff_of_the_independent_lstm(small):
+    model, params, x = small
+    params = saturating(params)
+
+    def loss(logits):
+        return -jnp.sum(losses.bernoulli_log_likelihood(logits, x))
+
+    fast = jax.grad(lambda p: loss(model.apply({"params": p}, x)))(params)
+    slow = jax.grad(lambda p: loss(jax_lstm_logits(p, x, model.layers)))(params)
     assert set(fast) == set(slow)
     for name in slow:
         assert np.all(np.isfinite(fast[name])), name
@@ -130,7 +194,3 @@ def test_a_short_run_on_mnist_lowers_the_test_nll(mnist):
     assert after < 260, (before, after)  # 3 short epochs: already far below an untrained model
     # The training loss is the same quantity: NLL per image, averaged over the batch.
     assert float(np.mean(metrics["nll"][-4:])) < before
-
-
-def test_bits_per_dim():
-    assert pixelrnn.bits_per_dim(784 * np.log(2.0), 784) == pytest.approx(1.0)

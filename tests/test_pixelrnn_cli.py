@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import jax
 import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import (check_ok, flag_help, numbers_only, read_history, read_metrics, run_cli,
+from conftest import (check_load_reproduces, check_ok, flag_help, numbers_only, read_history, read_metrics, run_cli,
                       script_json_on_devices)
 
 MODULE = "experiments.pixelrnn_mnist"
@@ -44,6 +45,9 @@ def test_outputs_metrics_and_pictures(pixelrnn_two_epochs):
     for name in ("samples.png", "completions.png", "nll.png"):
         image = matplotlib.image.imread(out / name)
         assert image.shape[0] > 50 and image.std() > 0.01, name
+    import genjax
+
+    check_load_reproduces(out, genjax.PixelRNN, "samples.npy", lambda m: jax.random.split(m.keys()["draw"])[0])
 
 
 @pytest.mark.slow

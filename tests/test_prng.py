@@ -61,7 +61,7 @@ import json, jax, jax.numpy as jnp
 from genjax import vae
 from genjax.models.mlp_vae import VAE
 from genjax.train import data_mesh
-model = VAE(hidden=(32,), latent_dim=4, num_pixels=64)
+model = VAE(hidden=(32,), latent_dim=4, image_shape=(8, 8, 1))
 params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jax.random.key(1))["params"]
 x = jax.random.bernoulli(jax.random.key(2), 0.3, (40, 8, 8, 1)).astype(jnp.float32)
 key = jax.random.key(3, impl="rbg")

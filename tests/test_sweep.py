@@ -9,14 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import sweep, vae
+from genjax import prng, sweep, vae
 from genjax.checkpoint import Checkpointer
 from genjax.fit import fit
 from genjax.models.mlp_vae import VAE
 from genjax.presets import PRESETS, make_optimizer
 from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, replicate
 
-MODEL = VAE(hidden=(32,), latent_dim=4, num_pixels=64, activation="leaky_relu")
+MODEL = VAE(hidden=(32,), latent_dim=4, image_shape=(8, 8, 1), activation="leaky_relu")
 BATCH, N = 32, 200
 PRNG = PRESETS["seed002"].prng  # what users run: rbg
 STEPS = -(-N // BATCH)
@@ -40,7 +40,7 @@ HPARAMS = [dict(lr=1e-3, beta=0.5, kl_warmup_epochs=0), dict(lr=3e-3, beta=1.0, 
 
 
 def state(seed):
-    keys = vae.seed_keys(seed, PRNG)
+    keys = prng.run_keys(seed, PRNG, vae.KEY_NAMES)
     return TrainState.create(vae.init_params(MODEL, keys["init"], (8, 8, 1)), make_optimizer("adam", 1.0), keys["state"])
 
 

@@ -15,7 +15,7 @@ from genjax.train import (TrainState, data_mesh, epoch_key, make_epoch, make_tra
 
 BATCH = 128
 NUM_TRAIN = 12800  # 100 batches of 128
-MODEL = VAE(hidden=(128,), latent_dim=10, num_pixels=784, activation="leaky_relu")
+MODEL = VAE(hidden=(128,), latent_dim=10, image_shape=(28, 28, 1), activation="leaky_relu")
 
 
 @pytest.fixture(scope="module")

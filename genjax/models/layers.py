@@ -1,12 +1,39 @@
-"""Pieces every model module shares: the seeds' activations and PyTorch's default initialization.
+"""Pieces every model module shares: the seeds' activations, PyTorch's default initialization, and
+the convolution and dense kernels, chosen per backend.
 
 PyTorch's ``nn.Linear``, ``nn.LSTM`` and ``nn.Embedding`` defaults are kept so
 that a genjax model starts where the notebook's model starts: weights and
 biases of a linear layer U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+**Kernels.** One switch, :func:`kernel_path`, decides how :class:`Conv2d`, :class:`ConvTranspose2d`
+(and so :class:`DownConv`, :class:`UpConv`), :func:`dense_dot_general` and the functions
+:func:`conv2d`, :func:`conv_transpose2d`, :func:`matmul` compute, from their ``kernels`` argument:
+
+- ``"cpu"``: forms tuned for XLA:CPU. A stride-2 ``Conv2d`` is a stride-1 convolution over 2x2
+  space-to-depth blocks; a transposed convolution is one matmul to all k^2 taps and an
+  overlap-add; the gradients are written by hand (convolution kernels' as im2col matmuls,
+  which stay fast inside ``lax.scan``; a dense layer's input gradient as dy W^T with W^T
+  written out first).
+- ``"native"``: XLA's own operations and autodiff's gradients, what cuDNN and the TPU's
+  convolution units are built for: ``lax.conv_general_dilated`` at the layer's stride (a
+  transposed convolution as the 2x lhs-dilated convolution with the spatially flipped kernel,
+  PyTorch's padding and ``output_padding``), ``lax.dot_general`` for a dense layer.
+- ``"auto"`` (every default): the :func:`use_kernels` block's choice inside one, else ``"cpu"``
+  where JAX places the computation on the CPU (the platform of ``jax.default_device`` when set,
+  otherwise ``jax.default_backend()``) and ``"native"`` on any other platform (GPU, TPU).
+
+Both paths compute the same function of the same parameters (names, shapes, HWIO layouts), so
+a checkpoint trained on one backend is the same model on the other, up to float32 summation
+order. The choice is made in Python when a function is traced; the default device and the
+:func:`use_kernels` setting are part of ``jax.jit``'s cache key, so a jitted function retraces
+when either changes. A computation sent to another platform only through its arguments'
+placement (arrays committed to a device) gets the default platform's kernels: the same values,
+another speed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import Callable
@@ -21,6 +48,43 @@ ACTIVATIONS = {
     "gelu": lambda x: nn.gelu(x, approximate=False),  # seed 000: nn.GELU() (erf form)
     "tanh": jnp.tanh,
 }
+
+KERNELS = ("auto", "cpu", "native")
+_kernels_default = jax.make_user_context(default_value="auto")  # use_kernels' setting, in jit's cache key
+
+
+def _platform() -> str:
+    """The platform JAX places a computation on by default: ``jax.default_device``'s, else the default backend."""
+    device = jax.config.jax_default_device
+    return jax.default_backend() if device is None else getattr(device, "platform", device)
+
+
+def _check_kernels(kernels: str) -> None:
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
+
+
+def kernel_path(kernels: str = "auto") -> str:
+    """The switch: ``"cpu"`` or ``"native"`` (see the module docstring). ``kernels`` itself when it
+    names one; for ``"auto"``, the enclosing :func:`use_kernels` block's choice, else ``"cpu"`` on
+    the CPU platform and ``"native"`` on any other. Called while tracing."""
+    _check_kernels(kernels)
+    if kernels == "auto":
+        kernels = _kernels_default.value
+    if kernels == "auto":
+        kernels = "cpu" if _platform() == "cpu" else "native"
+    return kernels
+
+
+@contextlib.contextmanager
+def use_kernels(kernels: str):
+    """Within the block, every layer and kernel function left at ``kernels="auto"`` traces as
+    ``kernels`` (``"auto"`` restores the backend's choice): e.g. ``with use_kernels("native"):``
+    runs a whole model on XLA's convolutions on the CPU. A JAX user context (thread-local, in
+    ``jax.jit``'s cache key), not a global variable."""
+    _check_kernels(kernels)
+    with _kernels_default(kernels):
+        yield
 
 
 def torch_uniform(fan_in: int):
@@ -45,14 +109,20 @@ def transposed(w: jax.Array) -> jax.Array:
     return jax.lax.optimization_barrier(w.T)
 
 
-@jax.custom_vjp
-def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    r"""y = x W for x (B, K), W (K, N), with the input gradient dx = dy (W^T) taken as a plain
+def matmul(x: jax.Array, w: jax.Array, kernels: str = "auto") -> jax.Array:
+    r"""y = x W for x (B, K), W (K, N). The native path (:func:`kernel_path`) is ``x @ w`` with
+    autodiff's gradients; the CPU path takes the input gradient dx = dy (W^T) as a plain
     product with W^T written out first, not autodiff's ``dot_general`` that contracts dy with W's
     second axis. XLA:CPU's kernel for that contracted-on-the-right form runs 4.5x slower for the
     DCGAN discriminator's 6272 -> 1024 layer (45 ms against 10 ms per input gradient at batch 128,
     ``benchmarks/gan_speed``) and 5-25% slower at most MLP shapes; the transpose costs one pass over W.
     The weight gradient dW = x^T dy is autodiff's. Same values as ``x @ w`` up to summation order."""
+    return x @ w if kernel_path(kernels) == "native" else _matmul_cpu(x, w)
+
+
+@jax.custom_vjp
+def _matmul_cpu(x: jax.Array, w: jax.Array) -> jax.Array:
+    """:func:`matmul`'s CPU path: ``x @ w`` with the input gradient dy (W^T)."""
     return x @ w
 
 
@@ -65,18 +135,22 @@ def _matmul_bwd(saved, dy):
     return dy @ transposed(w), x.T @ dy
 
 
-matmul.defvjp(_matmul_fwd, _matmul_bwd)
+_matmul_cpu.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def dense_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers, precision=None,
-                      preferred_element_type=None) -> jax.Array:
-    """``nn.Dense(..., dot_general=dense_dot_general)``: the layer's product through :func:`matmul`
-    (inputs of any rank, contracted on their last axis with the kernel's first)."""
+                      preferred_element_type=None, kernels: str = "auto") -> jax.Array:
+    """``nn.Dense(..., dot_general=dense_dot_general)``: the layer's product (inputs of any rank,
+    contracted on their last axis with the kernel's first), on the CPU path through :func:`matmul`'s
+    CPU form, on the native path ``lax.dot_general`` as ``nn.Dense``'s own. A path forced:
+    ``dot_general=functools.partial(dense_dot_general, kernels="native")``."""
     if dimension_numbers != (((lhs.ndim - 1,), (0,)), ((), ())) or rhs.ndim != 2:
         raise ValueError(f"dense_dot_general: a Dense layer's contraction, not {dimension_numbers}")
     if precision is not None or preferred_element_type is not None:
         raise ValueError("dense_dot_general: default precision and output type only")
-    y = matmul(lhs.reshape(-1, lhs.shape[-1]), rhs)
+    if kernel_path(kernels) == "native":
+        return jax.lax.dot_general(lhs, rhs, dimension_numbers)
+    y = _matmul_cpu(lhs.reshape(-1, lhs.shape[-1]), rhs)
     return y.reshape(*lhs.shape[:-1], rhs.shape[-1])
 
 
@@ -84,21 +158,36 @@ def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+def _native_conv(x: jax.Array, kernel: jax.Array, strides, padding, lhs_dilation=(1, 1)) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding, lhs_dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]],
+           kernels: str = "auto") -> jax.Array:
     r"""A stride-1 convolution, NHWC x HWIO, zero ``padding`` ((top, bottom), (left, right)):
 
-        y[n, h, w, f] = \sum_{i, j, c} x_{pad}[n, h + i, w + j, c] K[i, j, c, f],
+        y[n, h, w, f] = \sum_{i, j, c} x_{pad}[n, h + i, w + j, c] K[i, j, c, f].
 
-    with a hand-written gradient that stays fast inside ``lax.scan`` (``make_epoch``): there
-    XLA:CPU runs the convolutions autodiff derives 10-100x slower than outside a loop
-    (jax-ml/jax#12868). The kernel's gradient, dK[i, j, c, f] = \sum_{n,h,w} x_pad[n, h + i, w + j, c]
-    dy[n, h, w, f], is one matmul over k x k shifted copies (im2col) of whichever of x_pad and dy
-    has fewer channels: of dy (zero-padded by k - 1) unless x has under a quarter of dy's channels,
+    The native path (:func:`kernel_path`): ``lax.conv_general_dilated`` and autodiff's gradients.
+    The CPU path: the same forward with a hand-written gradient that stays fast inside
+    ``lax.scan`` (``make_epoch``): there XLA:CPU runs the convolutions autodiff derives 10-100x
+    slower than outside a loop (jax-ml/jax#12868). The kernel's gradient, dK[i, j, c, f] =
+    \sum_{n,h,w} x_pad[n, h + i, w + j, c] dy[n, h, w, f], is one matmul over k x k shifted
+    copies (im2col) of whichever of x_pad and dy has fewer channels: of dy (zero-padded by
+    k - 1) unless x has under a quarter of dy's channels,
     dK[i, j] = \sum_{n,h',w'} x_pad[n, h', w']^T dy_pad[n, h' - i + k_h - 1, w' - j + k_w - 1], so
     the larger operand is read once (for a layer to one channel, 13x faster than x's patches on
     2 cores; a first layer on 1-4 channels takes x's). The input's gradient is the ordinary
     convolution of dy with K flipped in space, channels swapped."""
+    if kernel_path(kernels) == "native":
+        return _native_conv(x, kernel, (1, 1), padding)
+    return _conv2d_cpu(x, kernel, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d_cpu(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+    """:func:`conv2d`'s CPU path: the stride-1 convolution with its hand-written gradient."""
     return _conv(x, kernel, padding)
 
 
@@ -125,7 +214,7 @@ def _conv2d_bwd(padding, saved, dy):
     return dx, dkernel
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+_conv2d_cpu.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def torch_conv_init(transposed: bool = False):
@@ -163,9 +252,10 @@ def _pad_or_crop(x: jax.Array, before: tuple[int, int], length: tuple[int, int])
 
 class Conv2d(nn.Module):
     r"""PyTorch's ``Conv2d(c_in, features, kernel_size, stride, padding)`` (stride 1 or 2) in NHWC,
-    with PyTorch's default initialization and :func:`conv2d`'s loop-friendly gradient. Stride 2
-    is :class:`DownConv`'s space-to-depth form for any kernel size: the kernel, zero-padded to an
-    even size 2t, is split into 2x2 blocks, and
+    with PyTorch's default initialization. The native path (:func:`kernel_path`, ``kernels``) is
+    ``lax.conv_general_dilated`` at the layer's stride. The CPU path is :func:`conv2d`'s with its
+    loop-friendly gradient, stride 2 in :class:`DownConv`'s space-to-depth form for any kernel
+    size: the kernel, zero-padded to an even size 2t, is split into 2x2 blocks, and
 
         y[i, j] = \sum_{k, l < 2t} x_{pad}[2i + k, 2j + l] W[k, l]
                 = \sum_{u, v < t} s[i + u, j + v] \cdot W[2u : 2u + 2, 2v : 2v + 2],
@@ -181,24 +271,28 @@ class Conv2d(nn.Module):
     use_bias: bool = True
     kernel_init: Callable | None = None  # None: PyTorch's default (torch_conv_init())
     bias_init: Callable | None = None  # None: PyTorch's default (torch_uniform(k * k * c_in))
+    kernels: str = "auto"  # "auto", "cpu" or "native": see kernel_path
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
         k, p, f = self.kernel_size, self.padding, self.features
         kernel = self.param("kernel", self.kernel_init or torch_conv_init(), (k, k, c, f))
-        if self.stride == 1:
-            y = conv2d(x, kernel, ((p, p), (p, p)))
-        elif self.stride == 2:
+        if self.stride not in (1, 2):
+            raise ValueError(f"stride {self.stride}: only 1 and 2")
+        if kernel_path(self.kernels) == "native":
+            y = _native_conv(x, kernel, (self.stride,) * 2, ((p, p), (p, p)))
+        elif self.stride == 1:
+            y = _conv2d_cpu(x, kernel, ((p, p), (p, p)))
+        else:
             t = (k + 1) // 2
             ho, wo = conv_output_size(h, k, 2, p), conv_output_size(w, k, 2, p)
             xp = _pad_or_crop(x, (p, p), (2 * (ho + t - 1), 2 * (wo + t - 1)))
             blocks = xp.reshape(n, ho + t - 1, 2, wo + t - 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
             k2 = jnp.pad(kernel, ((0, 2 * t - k), (0, 2 * t - k), (0, 0), (0, 0)))
             k2 = k2.reshape(t, 2, t, 2, c, f).transpose(0, 2, 1, 3, 4, 5)  # (u, v, p, q, c, f)
-            y = conv2d(blocks.reshape(n, ho + t - 1, wo + t - 1, 4 * c), k2.reshape(t, t, 4 * c, f), ((0, 0), (0, 0)))
-        else:
-            raise ValueError(f"stride {self.stride}: only 1 and 2")
+            blocks, k2 = blocks.reshape(n, ho + t - 1, wo + t - 1, 4 * c), k2.reshape(t, t, 4 * c, f)
+            y = _conv2d_cpu(blocks, k2, ((0, 0), (0, 0)))
         if self.use_bias:
             y = y + self.param("bias", self.bias_init or torch_uniform(k * k * c), (f,))
         return y
@@ -216,14 +310,17 @@ def _phase_taps(kernel_size: int, padding: int) -> tuple[int, list[list[int]]]:
     return lo, taps
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_transpose2d(x: jax.Array, kernel: jax.Array, padding: int, output_padding: tuple[int, int]) -> jax.Array:
+def conv_transpose2d(x: jax.Array, kernel: jax.Array, padding: int, output_padding: tuple[int, int],
+                     kernels: str = "auto") -> jax.Array:
     r"""PyTorch's stride-2 transposed convolution, NHWC x (k, k, c_in, c_out), H -> 2 (H - 1) -
     2 padding + k + output_padding: every input pixel adds its k x k patch of outputs,
 
-        y[2i + k_y - padding, 2j + k_x - padding] += \sum_c x[i, j, c] W[k_y, k_x, c, :],
+        y[2i + k_y - padding, 2j + k_x - padding] += \sum_c x[i, j, c] W[k_y, k_x, c, :].
 
-    computed as one matmul to all k^2 taps at once, cols = x W (c_in -> k^2 c_out; exactly the
+    The native path (:func:`kernel_path`): the convolution of x dilated by 2 (a zero between
+    neighbours) with W flipped in space, padded by k - 1 - padding (+ output_padding at the
+    end), ``lax.conv_general_dilated`` with ``lhs_dilation`` (2, 2), and autodiff's gradients.
+    The CPU path: one matmul to all k^2 taps at once, cols = x W (c_in -> k^2 c_out; exactly the
     k^2 c_in c_out multiply-adds per input pixel the definition has, none with an inserted zero)
     and an overlap-add of shifted slices of cols, one per tap, phase by phase:
     y[2m + a, 2n + b] = \sum_{u, v} cols[m + u, n + v, a + padding - 2u, b + padding - 2v] (taps inside
@@ -234,6 +331,16 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, padding: int, output_paddi
     gradient that tap wrote to, dcols[i, j, k_y, k_x] = dy[2i + k_y - padding, 2j + k_x - padding]
     (zero outside y): k^2 stride-2 slices of dy, one pass; then dx = dcols W^T and dW = x^T dcols,
     two matmuls."""
+    if kernel_path(kernels) == "native":
+        k = kernel.shape[0]
+        pads = tuple((k - 1 - padding, k - 1 - padding + e) for e in output_padding)
+        return _native_conv(x, jnp.flip(kernel, (0, 1)), (1, 1), pads, lhs_dilation=(2, 2))
+    return _conv_transpose2d_cpu(x, kernel, padding, output_padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_transpose2d_cpu(x: jax.Array, kernel: jax.Array, padding: int, output_padding: tuple[int, int]) -> jax.Array:
+    """:func:`conv_transpose2d`'s CPU path: matmul to all taps, overlap-add, hand-written gradient."""
     return _conv_transpose2d_fwd(x, kernel, padding, output_padding)[0]
 
 
@@ -274,14 +381,15 @@ def _conv_transpose2d_bwd(padding, output_padding, saved, dy):
     return dx, dkernel
 
 
-conv_transpose2d.defvjp(_conv_transpose2d_fwd, _conv_transpose2d_bwd)
+_conv_transpose2d_cpu.defvjp(_conv_transpose2d_fwd, _conv_transpose2d_bwd)
 
 
 class ConvTranspose2d(nn.Module):
     r"""PyTorch's ``ConvTranspose2d(c_in, features, kernel_size, stride=2, padding, output_padding)``
     in NHWC, H -> 2 (H - 1) - 2 padding + kernel_size + output_padding, with PyTorch's default
-    initialization, computed by :func:`conv_transpose2d`. W is (kernel_size, kernel_size, c_in,
-    features): PyTorch's weight (c_in, features, k, k) transposed by (2, 3, 0, 1), unflipped.
+    initialization, computed by :func:`conv_transpose2d` on the path ``kernels`` selects
+    (:func:`kernel_path`). W is (kernel_size, kernel_size, c_in, features): PyTorch's weight
+    (c_in, features, k, k) transposed by (2, 3, 0, 1), unflipped.
     """
 
     features: int
@@ -291,6 +399,7 @@ class ConvTranspose2d(nn.Module):
     use_bias: bool = True
     kernel_init: Callable | None = None  # None: PyTorch's default (torch_conv_init(transposed=True))
     bias_init: Callable | None = None  # None: PyTorch's default (torch_uniform(k * k * features))
+    kernels: str = "auto"  # "auto", "cpu" or "native": see kernel_path
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -300,7 +409,7 @@ class ConvTranspose2d(nn.Module):
             raise ValueError(f"padding {p} and output_padding {self.output_padding} need 0 <= padding < "
                              f"kernel_size and output_padding in {{0, 1}}")
         kernel = self.param("kernel", self.kernel_init or torch_conv_init(transposed=True), (k, k, x.shape[-1], f))
-        y = conv_transpose2d(x, kernel, p, extra)
+        y = conv_transpose2d(x, kernel, p, extra, self.kernels)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init or torch_uniform(k * k * f), (f,))
         return y
@@ -317,8 +426,8 @@ class UpConv(ConvTranspose2d):
 
 
 class DownConv(Conv2d):
-    """The DCGAN's /2 downsampling: ``Conv2d(c_in, features, 4, 2, 1)`` (:class:`Conv2d`'s
-    space-to-depth form) with the paper's N(0, 0.02) weights and zero biases."""
+    """The DCGAN's /2 downsampling: ``Conv2d(c_in, features, 4, 2, 1)`` (on the CPU path
+    :class:`Conv2d`'s space-to-depth form) with the paper's N(0, 0.02) weights and zero biases."""
 
     kernel_size: int = 4
     stride: int = 2

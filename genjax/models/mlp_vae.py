@@ -11,6 +11,7 @@ exercise 3): a one-hot label ``cond`` is concatenated to the encoder's input
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -64,37 +65,44 @@ class MLPDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """Encoder and decoder with mirrored hidden widths.
+    """Encoder and decoder with mirrored hidden widths, for images of ``image_shape`` (H, W, C).
 
     ``__call__`` is the training forward pass: encode, draw one z by the
-    reparameterization trick, decode. ``encode``/``decode`` are for evaluation.
+    reparameterization trick, decode -> (logits (..., H, W, C), mean, log_var).
+    ``encode`` (..., H, W, C) -> (mean, log_var), each (..., latent_dim); ``decode`` z ->
+    logits (..., H, W, C), one per pixel and channel. Seed 001's CIFAR-10 VAE is this module
+    on (32, 32, 3): its ``view(B, -1)`` flattens in (c, h, w) order, here (h, w, c), the same
+    model up to a permutation of the first and last weights. ``train`` and ``mask`` are
+    accepted (the interface of the VAEs with BatchNorm) and unused.
     """
 
-    hidden: Sequence[int]
-    latent_dim: int
-    num_pixels: int = 784
+    hidden: Sequence[int] = (400,)
+    latent_dim: int = 20
+    image_shape: Sequence[int] = (28, 28, 1)
     activation: str = "relu"
     num_classes: int = 0  # > 0: conditional on a one-hot label (``cond``, shape (..., num_classes))
+    output = "sigmoid"  # the seeds' decoder nonlinearity, here the likelihood's (genjax.vae.decoder_mean)
 
     def setup(self):
         self.encoder = MLPEncoder(self.hidden, self.latent_dim, self.activation)
-        self.decoder = MLPDecoder(tuple(reversed(self.hidden)), self.num_pixels, self.activation)
+        self.decoder = MLPDecoder(tuple(reversed(self.hidden)), math.prod(self.image_shape), self.activation)
 
-    def __call__(self, x: jax.Array, key: jax.Array, cond: jax.Array | None = None
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, key: jax.Array, cond: jax.Array | None = None, train: bool = False,
+                 mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
         mean, log_var = self.encoder(x, cond)
-        return self.decoder(reparameterize(key, mean, log_var), cond), mean, log_var
+        return self.decode(reparameterize(key, mean, log_var), cond), mean, log_var
 
-    def encode(self, x: jax.Array, cond: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    def encode(self, x: jax.Array, cond: jax.Array | None = None, train: bool = False,
+               mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         return self.encoder(x, cond)
 
-    def decode(self, z: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        return self.decoder(z, cond)
+    def decode(self, z: jax.Array, cond: jax.Array | None = None, train: bool = False,
+               mask: jax.Array | None = None) -> jax.Array:
+        return self.decoder(z, cond).reshape(*z.shape[:-1], *self.image_shape)
 
 
-def from_config(config, image_shape: tuple[int, int, int], num_classes: int = 0) -> VAE:
-    """The MLP VAE a preset describes (``hidden``, ``latent_dim``, ``activation``) for images of ``image_shape``."""
-    num_pixels = 1
-    for n in image_shape:
-        num_pixels *= int(n)
-    return VAE(tuple(config.hidden), config.latent_dim, num_pixels, config.activation, num_classes)
+def from_config(config, image_shape: tuple[int, int, int]) -> VAE:
+    """The MLP VAE a :class:`genjax.presets.VAEConfig` describes (``hidden``, ``latent_dim``,
+    ``activation``, ``num_classes``) for images of ``image_shape``."""
+    return VAE(tuple(config.hidden), config.latent_dim, tuple(int(n) for n in image_shape), config.activation,
+               config.num_classes)

@@ -1,0 +1,126 @@
+r"""The autoencoder recipe: seed 003's MLP AE, seed 004's conv AE and seed 001's fully
+convolutional one, plain or denoising (``noise`` > 0). The objective is :mod:`genjax.autoencoder`.
+
+    ae = genjax.Autoencoder.from_preset("seed003").fit(images, epochs=5)
+    z = ae.encode(images); x_hat = ae.reconstruct(images)       # codes; (N, H, W, C) in [0, 1]
+    ae.sample(16, key=0)                          # decodes of z ~ N(0, I): what an AE samples badly
+    ae.sample(16, key=0, fitted_to=images)        # decodes of z ~ N(mean, cov of the images' codes)
+
+Test metrics: ``loss`` (the training error), per-pixel ``mse`` and ``psnr``; with noise,
+``psnr_input`` of the corrupted input.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import autoencoder, data, inputs
+from genjax.errors import UsageError
+from genjax.presets import AE_PRESETS, AEConfig, make_optimizer
+from genjax.recipes.base import Recipe, take
+from genjax.train import TrainState, replicate
+
+
+class Autoencoder(Recipe):
+    """A deterministic autoencoder: code z = encode(x), reconstruction \\sigma(decode(z))."""
+
+    family = "autoencoder"
+    config_class = AEConfig
+    presets = AE_PRESETS
+    default_preset = "seed003"
+
+    def _check_config(self) -> None:
+        c = self.config
+        if c.model not in autoencoder.MODELS:
+            raise UsageError(f"unknown autoencoder {c.model!r}: choose one of {', '.join(autoencoder.MODELS)}")
+        if c.recon not in autoencoder.RECONSTRUCTIONS:
+            raise UsageError(f"unknown reconstruction loss {c.recon!r}: choose one of "
+                             f"{', '.join(autoencoder.RECONSTRUCTIONS)}")
+        if c.pixels not in data.UNIT_PIXEL_MODES:
+            raise UsageError(f"an autoencoder's sigmoid output needs pixels in [0, 1]: choose one of "
+                             f"{', '.join(data.UNIT_PIXEL_MODES)}")
+
+    @property
+    def model(self):
+        """The Flax module (built for ``image_shape``)."""
+        if self.image_shape is None:
+            raise ValueError("the image shape is not known yet: fit the autoencoder on images first")
+        return autoencoder.from_config(self.config, self.image_shape)
+
+    def check_image_shape(self, shape) -> None:
+        try:
+            model = autoencoder.from_config(self.config, shape)
+            out = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *shape)))
+            logits = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, *shape))), out)
+        except (ValueError, TypeError, UsageError) as e:
+            raise UsageError(f"the {self.config.model} autoencoder cannot take images of shape {tuple(shape)} ({e}); "
+                             "resize them, or use the mlp model (any size)") from None
+        if tuple(logits.shape[1:]) != tuple(shape):
+            raise UsageError(f"the {self.config.model} autoencoder turns images of shape {tuple(shape)} into "
+                             f"{tuple(logits.shape[1:])}: resize them, or use the mlp model (any size)")
+
+    def init_state(self) -> TrainState:
+        keys = self.keys()
+        params = jax.jit(self.model.init)(keys["init"], jnp.zeros((1, *self.image_shape)))["params"]
+        return TrainState.create(params, make_optimizer(self.config.optimizer, self.config.lr), keys["state"])
+
+    def train_step(self, steps_per_epoch: int):
+        c = self.config
+        return autoencoder.make_ae_step(self.model, c.recon, c.pixels, c.optimizer)(autoencoder.hyperparameters(c))
+
+    def test_pixels(self, test: data.ImageSet):
+        return data.fixed_eval_pixels(test.images, self.config.pixels)
+
+    def make_evaluate(self, test: data.ImageSet | None, mesh):
+        if test is None:
+            return lambda state: {}
+        c, model, key = self.config, self.model, self.keys()["eval"]
+        x_test = replicate(self.test_pixels(test), mesh)
+        return lambda s: autoencoder.evaluate(model, s.params, x_test, key, c.recon, c.noise, mesh=mesh)
+
+    def _pixels(self, images) -> jax.Array:
+        x = self.image_set(images)
+        self.with_image_shape(x.images.shape[1:])
+        return self.test_pixels(x)
+
+    def encode(self, images) -> np.ndarray:
+        """The codes z (N, latent_dim) of ``images``."""
+        return np.asarray(autoencoder.codes(self.model, self._need_state().params, self._pixels(images)))
+
+    def decode(self, z) -> np.ndarray:
+        """\\sigma(decode(z)): images (N, H, W, C) in [0, 1] for codes ``z`` (N, latent_dim)."""
+        z = np.asarray(z, np.float32)
+        if z.ndim != 2 or z.shape[1] != self.model.latent_dim:
+            raise ValueError(f"z: expected codes shaped (N, {self.model.latent_dim}), got {z.shape}")
+        logits = self.model.apply({"params": self._need_state().params}, jnp.asarray(z), method="decode")
+        return np.asarray(jax.nn.sigmoid(logits)).reshape(len(z), *self.image_shape)
+
+    def reconstruct(self, images) -> np.ndarray:
+        """decode(encode(x)), (N, H, W, C) in [0, 1]."""
+        return np.asarray(autoencoder.reconstruct(self.model, self._need_state().params, self._pixels(images)))
+
+    def evaluate(self, images, key=None) -> dict:
+        """The test metrics of ``images`` (``loss``, ``mse``, ``psnr``; ``psnr_input`` with noise)."""
+        key = self.keys()["eval"] if key is None else inputs.as_key(key, self.config.prng)
+        m = autoencoder.evaluate(self.model, self._need_state().params, self._pixels(images), key,
+                                 self.config.recon, self.config.noise)
+        return {k: float(v) for k, v in m.items()}
+
+    def fitted_gaussian(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, Cholesky factor) of the Gaussian fitted to the codes of ``images``."""
+        return autoencoder.fit_gaussian(self.encode(images))
+
+    def sample(self, n: int, key=0, fitted_to=None) -> np.ndarray:
+        """``n`` decodes (n, H, W, C) in [0, 1] of z ~ N(0, I), or with ``fitted_to`` (images, or a
+        (mean, chol) pair from :meth:`fitted_gaussian`) of z ~ the Gaussian of those codes."""
+        n, params = inputs.as_count(n), self._need_state().params
+        mean = chol = None
+        if fitted_to is not None:
+            mean, chol = fitted_to if isinstance(fitted_to, tuple) else self.fitted_gaussian(fitted_to)
+        return take(autoencoder.sample_means(self.model, params, inputs.as_key(key, self.config.prng), n,
+                                             self.image_shape, mean, chol), n)
+
+
+__all__ = ["Autoencoder"]

@@ -1,0 +1,62 @@
+"""The evaluator as one object: the digit classifier and the real-MNIST reference, loaded once,
+scoring any number of sample sets the same way (:mod:`genjax.evaluator`).
+
+    scorer = genjax.Scorer()                      # the cached classifier; MNIST train and test
+    scorer.score(vae.sample(10_000, key=0))       # {"fid": ..., "precision": ..., ...}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from genjax import classifier, data, evaluator
+
+
+class Scorer:
+    """Scores MNIST-sized samples (N x 28 x 28 [x 1] in [0, 1]) against real MNIST: FID, class
+    entropy, classifier score, precision/recall and memorization (see :mod:`genjax.evaluator`).
+
+    ``classifier_dir``: the trained classifier (default: the cache, see :mod:`genjax.classifier`),
+    loaded and checked at once. ``train_images``/``test_images`` (uint8): the reference sets
+    (default: MNIST from ``data_dir``), whose features are computed on the first score."""
+
+    def __init__(self, classifier_dir: str | Path | None = None, train_images: np.ndarray | None = None,
+                 test_images: np.ndarray | None = None, data_dir: str | Path | None = None):
+        self.params, self.classifier_info = classifier.load(classifier_dir)
+        self._images = (train_images, test_images)
+        self._data_dir = data_dir
+        self._reference = None
+
+    def with_reference(self, train_images: np.ndarray, test_images: np.ndarray) -> Scorer:
+        """The same classifier against other reference images (uint8 train and test sets)."""
+        other = object.__new__(Scorer)
+        other.params, other.classifier_info = self.params, self.classifier_info
+        other._images, other._data_dir, other._reference = (train_images, test_images), self._data_dir, None
+        return other
+
+    @property
+    def reference(self) -> evaluator.Reference:
+        """The reference features (computed once)."""
+        if self._reference is None:
+            train_images, test_images = self._images
+            if train_images is None or test_images is None:
+                train, test = data.load_dataset("mnist", self._data_dir)
+                train_images = train.images if train_images is None else train_images
+                test_images = test.images if test_images is None else test_images
+            self._reference = evaluator.reference_set(self.params, np.asarray(train_images), np.asarray(test_images))
+        return self._reference
+
+    def score(self, samples) -> dict:
+        """Every measure of ``samples`` against the reference (``n``: their count)."""
+        return evaluator.score(samples, self.params, self.reference)
+
+    def score_with_probabilities(self, samples) -> tuple[dict, np.ndarray]:
+        """(:meth:`score`, p(y | x) (N, 10) of each sample): for class-conditional checks."""
+        logits, feats = evaluator.features(self.params, samples)
+        probs = evaluator.probabilities(logits)
+        return evaluator.score_features(probs, feats, self.reference), probs
+
+
+__all__ = ["Scorer"]

@@ -1,0 +1,113 @@
+"""The public API as users call it: their own arrays in, images out, runs saved and loaded back,
+and bad input refused with a ValueError that names the fix."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import genjax
+
+RNG = np.random.default_rng(0)
+COLOUR = RNG.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
+GREY = RNG.random((256, 28, 28)).astype(np.float32)  # floats in [0, 1], no channel axis
+FAMILIES = {"VAE": (genjax.VAE, {"batch_size": 64}), "Autoencoder": (genjax.Autoencoder, {"batch_size": 64}),
+            "PixelRNN": (genjax.PixelRNN, {"hidden": 8, "batch_size": 64})}
+
+
+def leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("images", [COLOUR, GREY], ids=["colour32", "grey28"])
+def test_own_images_train_sample_save_and_load_back(family, images, tmp_path):
+    cls, fields = FAMILIES[family]
+    model = cls.from_preset(**fields).fit(images, epochs=1, progress=False)
+    shape = (*images.shape[1:3], images.shape[3] if images.ndim == 4 else 1)
+    assert model.image_shape == shape and len(model.history) == 1
+    samples = model.sample(5, key=3)
+    assert samples.shape == (5, *shape) and samples.dtype == np.float32
+    assert 0.0 <= samples.min() and samples.max() <= 1.0 and samples.std() > 0
+    back = genjax.load(model.save(tmp_path / "saved"))
+    assert type(back) is cls and back.config == model.config and back.image_shape == shape
+    assert leaves_equal(back.params, model.params)
+    np.testing.assert_array_equal(back.sample(5, key=3), samples)
+    assert not np.array_equal(model.sample(5, key=4), samples)  # the key matters
+
+
+def test_fit_leaves_the_recipe_usable_and_the_same_seed_gives_the_same_model():
+    recipe = genjax.VAE.from_preset("seed002", batch_size=64)
+    first = recipe.fit(GREY, epochs=1, progress=False)
+    second = recipe.fit(GREY, epochs=1, progress=False)  # the recipe's own state was never donated
+    assert recipe.state is None and leaves_equal(first.params, second.params)
+    other = genjax.VAE.from_preset("seed002", batch_size=64, seed=1).fit(GREY, epochs=1, progress=False)
+    assert not leaves_equal(first.params, other.params)
+    assert first.sample(2, key=0).shape == (2, 28, 28, 1)  # still usable after a second fit
+
+
+def test_training_lowers_the_test_loss_and_reports_the_likelihood(mnist):
+    train, test = mnist
+    vae = genjax.VAE.from_preset("seed002").fit(train.images[:3000], epochs=2, test_images=test.images[:500],
+                                                progress=False)
+    first, last = vae.history[0], vae.history[-1]
+    assert last["test_neg_elbo"] < first["test_neg_elbo"] and last["train_loss"] < first["train_loss"]
+    neg_elbo, iwae = vae.neg_elbo(test.images[:500]), vae.iwae(test.images[:500], k=50)
+    assert neg_elbo == pytest.approx(last["test_neg_elbo"], rel=1e-5)  # the same images, the same key
+    assert 60 < iwae < neg_elbo  # the importance-weighted bound is tighter
+    x = vae.reconstruct(test.images[:8])
+    assert x.shape == (8, 28, 28, 1) and vae.encode(test.images[:8]).shape == (8, 20)
+
+
+def test_a_run_directory_resumes_to_the_uninterrupted_model(tmp_path):
+    recipe = genjax.Autoencoder.from_preset("seed003", batch_size=64)
+    straight = recipe.fit(GREY, epochs=2, progress=False)
+    recipe.fit(GREY, epochs=1, out=tmp_path / "run", progress=False)
+    resumed = recipe.fit(GREY, epochs=2, out=tmp_path / "run", resume=True, progress=False)
+    assert leaves_equal(resumed.state, straight.state)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert leaves_equal(genjax.load(tmp_path / "run").params, straight.params)
+
+
+def test_conditional_vae_takes_labels_and_samples_the_class_asked_for(mnist):
+    train, _ = mnist
+    cvae = genjax.VAE.from_preset("cvae", epochs=1).fit(train.images[:2000], train.labels[:2000], progress=False)
+    x = cvae.sample(4, key=0, labels=[7, 7, 1, 1])
+    assert x.shape == (4, 28, 28, 1)
+    assert not np.allclose(x[0], x[2], atol=1e-3)  # the same z, another label: another image
+    with pytest.raises(ValueError, match="conditional"):
+        cvae.neg_elbo(train.images[:10])
+
+
+def test_gan_trains_samples_and_generates_from_given_noise():
+    gan = genjax.GAN.from_preset("seed000", batch_size=64).fit(GREY, epochs=1, progress=False)
+    z = np.zeros((3, gan.config.latent_dim), np.float32)
+    assert gan.generate(z).shape == (3, 28, 28, 1) and gan.sample(3, key=0).shape == (3, 28, 28, 1)
+    assert gan.discriminate(GREY[:6]).shape == (6,)
+
+
+BAD = [
+    ("float pixels in [0, 255]", lambda: genjax.VAE().fit(GREY * 255, epochs=0), "divide by 255"),
+    ("NaN", lambda: genjax.VAE().fit(np.where(GREY > 0.99, np.nan, GREY), epochs=0), "NaN"),
+    ("flat vectors", lambda: genjax.VAE().fit(GREY.reshape(256, -1), epochs=0), r"\(N, H, W\)"),
+    ("channels first", lambda: genjax.VAE().fit(COLOUR.transpose(0, 3, 1, 2), epochs=0), "transpose"),
+    ("labels missing", lambda: genjax.VAE.from_preset("cvae").fit(GREY, epochs=0), "labels="),
+    ("labels out of range", lambda: genjax.VAE.from_preset("cvae").fit(GREY, np.full(256, 10), epochs=0), r"\[0, 9\]"),
+    ("labels for an unconditional VAE", lambda: genjax.VAE().fit(GREY, np.zeros(256, int), epochs=0), "unconditional"),
+    ("a conv VAE on 32x32", lambda: genjax.VAE.from_preset("conv_seed003").fit(COLOUR, epochs=0), "mlp"),
+    ("the DCGAN on 32x32", lambda: genjax.GAN.from_preset("dcgan").fit(COLOUR, epochs=0), "28 x 28"),
+    ("sampling before training", lambda: genjax.PixelRNN().sample(4), "fit"),
+    ("an unknown preset", lambda: genjax.VAE.from_preset("seed999"), "seed002"),
+    ("an unknown field", lambda: genjax.VAE(latent_size=3), "latent_dim"),
+    ("a batch larger than the data", lambda: genjax.VAE().fit(GREY[:10], epochs=1), "smaller batch"),
+    ("resume without a directory", lambda: genjax.VAE().fit(GREY, epochs=1, resume=True), "out="),
+    ("loading a directory that is no run", lambda: genjax.load("/"), "model.json"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_input_raises_a_value_error_naming_the_fix(case):
+    _, call, fix = case
+    with pytest.raises(ValueError, match=fix):
+        call()
