@@ -70,12 +70,14 @@ import numpy as np
 
 from benchmarks.flops import subjaxprs
 from benchmarks.machine import describe, gemm_peak_gflops, import_baseline, timed_calls
-from genjax import data, vae
+from genjax import data
+from genjax.devices import data_mesh
+from genjax.models.layers import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
+from genjax.objectives import vae
+from genjax.presets import CELEBA_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
 from genjax.recipes.base import Prepared
 from genjax.recipes.vae import VAE, training_set
-from genjax.models.layers import Conv2d, ConvTranspose2d, conv2d, conv_transpose2d
-from genjax.presets import CELEBA_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
-from genjax.train import data_mesh, epoch_key, fast_compiler_options, num_batches
+from genjax.training.step import epoch_key, fast_compiler_options, num_batches
 
 BATCH = 128
 EPOCH_IMAGES = 70_000  # seed 004's ConcatDataset([mnist_train, mnist_test])

@@ -43,13 +43,22 @@ import numpy as np
 
 from benchmarks.floors import iwae_floor, vae_epoch_floor
 from benchmarks.flops import step_flops
-from benchmarks.machine import (cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings, timed_calls,
-                                timed_median)
-from genjax import data, vae
+from benchmarks.machine import (
+    cpu_vendor,
+    describe,
+    gemm_peak_gflops,
+    import_baseline,
+    print_ceilings,
+    timed_calls,
+    timed_median,
+)
+from genjax import data
+from genjax.devices import data_mesh, replicate
 from genjax.models.mlp_vae import VAE
-from genjax.presets import get_preset, make_optimizer
-from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_options, make_epoch, make_train_step,
-                          num_batches, replicate)
+from genjax.objectives import vae
+from genjax.presets import get_preset
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, epoch_key, fast_compiler_options, make_epoch, make_train_step, num_batches
 
 # Speed-up over the PyTorch loop, by CPU vendor (the floor differs: see the README's speed section).
 TARGETS = {"AuthenticAMD": {"seed002": 3.0, "seed000": 2.5}, "GenuineIntel": {"seed002": 2.4, "seed000": 2.0}}

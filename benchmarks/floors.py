@@ -16,7 +16,7 @@ program's time over its floor is the price of everything that is not a matmul.
 * :func:`products_floor`: any step's products, read off its jaxpr (every ``dot_general`` and
   convolution, forward and backward, at its own shapes and parameters), each on random operands,
   as one jitted ``lax.scan``: the floor of a model whose layers are not all dense (the DCGAN).
-* :func:`iwae_floor`: the IWAE evaluation (:func:`genjax.vae.iwae_nll`): per chunk of images,
+* :func:`iwae_floor`: the IWAE evaluation (:func:`genjax.objectives.vae.iwae_nll`): per chunk of images,
   the encoder's forward pass on them and the decoder's forward pass on K latents each, chunk by
   chunk in a ``lax.scan``, as the real evaluation's ``lax.map`` runs them.
 """
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.flops import eqn_flops, live_jaxpr, step_flops, subjaxprs
-from genjax.train import data_mesh, fast_compiler_options
+from genjax.devices import data_mesh
+from genjax.training.step import fast_compiler_options
 
 
 def _weights(key: jax.Array, shapes: Sequence[tuple[int, int]]) -> list[jax.Array]:

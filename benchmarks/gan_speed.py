@@ -6,7 +6,7 @@
 Prints, measured now on this machine, beside the CPU model and JAX's GEMM peak:
 
 * ``seed000`` (seed 000's MLP GAN): seconds per epoch (60,000 images, 469 steps of
-  128) of genjax's compiled epoch (``make_epoch`` over ``gan.make_gan_step``, as
+  128) of genjax's compiled epoch (``make_epoch`` over ``adversarial.make_gan_step``, as
   ``experiments.gan_mnist`` builds it) against the seed's PyTorch loop
   (:mod:`benchmarks.torch_gan`), both ways: D's gradients cleared (the intended
   algorithm, genjax's default) and as written (G's backward leaks into D's next
@@ -52,11 +52,13 @@ import numpy as np
 
 from benchmarks.floors import products_floor, step_products
 from benchmarks.flops import step_flops
-from benchmarks.machine import (cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings,
-                                timed_median)
-from genjax import data, gan
+from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings, timed_median
+from genjax import data
+from genjax.devices import data_mesh, replicate
+from genjax.objectives import gan
 from genjax.presets import GAN_PRESETS
-from genjax.train import data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches, replicate
+from genjax.training import adversarial
+from genjax.training.step import epoch_key, fast_compiler_options, make_epoch, num_batches
 
 BATCH = 128
 FLOOR_TARGET = 1.3  # seed000 epoch / matmul-only floor, on any machine
@@ -71,9 +73,9 @@ def build_gan(preset: str, d_grad_leak: bool, image_shape=(28, 28, 1)):
     config = GAN_PRESETS[preset]
     gen, disc = gan.build_models(config)
     key = jax.random.key(config.seed, impl=config.prng)
-    tx_g, tx_d = gan.build_optimizers(config)
-    state = gan.init_state(gen, disc, tx_g, tx_d, key, config.latent_dim, image_shape, d_grad_leak)
-    step = gan.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, d_grad_leak)
+    tx_g, tx_d = adversarial.build_optimizers(config)
+    state = adversarial.init_state(gen, disc, tx_g, tx_d, key, config.latent_dim, image_shape, d_grad_leak)
+    step = adversarial.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, d_grad_leak)
     return config, key, state, step
 
 

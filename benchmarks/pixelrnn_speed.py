@@ -33,10 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.machine import best_seconds, describe, gemm_peak_gflops, import_baseline
-from genjax import data, pixelrnn
+from genjax import data
+from genjax.devices import data_mesh, replicate
 from genjax.models.pixel_rnn import PixelRNN
-from genjax.presets import make_optimizer
-from genjax.train import TrainState, data_mesh, fast_compiler_options, make_epoch, make_train_step, replicate
+from genjax.objectives import pixelrnn
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, fast_compiler_options, make_epoch, make_train_step
 
 T = 784
 TARGETS = {"step_over_floor": 1.3, "step_speedup": 2.0, "sample_16": 4.0, "sample_64": 2.5}

@@ -35,11 +35,14 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.machine import describe
-from genjax import data, prng, vae
+from genjax import data, prng
+from genjax.devices import data_mesh, replicate
 from genjax.models.mlp_vae import VAE
-from genjax.presets import PRESETS, get_preset, make_optimizer
-from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_options, make_epoch, num_batches,
-                          replicate)
+from genjax.objectives import vae
+from genjax.presets import PRESETS, get_preset
+from genjax.recipes import vae as vae_recipe
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, epoch_key, fast_compiler_options, make_epoch, num_batches
 
 THREAD = "XLAEigen"  # XLA:CPU's worker threads in the trace
 SKIP = ("Thread", "ThunkExecutor", "end:", "SlinkyThreadPool")  # bookkeeping events, not ops
@@ -118,7 +121,7 @@ def main() -> None:
     params = vae.init_params(model, keys["init"], (28, 28, 1))
     mesh = data_mesh()
     steps = num_batches(len(train), config.batch_size)
-    step = vae.make_vae_step(model, config.likelihood, config.pixels, config.optimizer, steps)(vae.hyperparameters(config))
+    step = vae_recipe.make_vae_step(model, config.likelihood, config.pixels, config.optimizer, steps)(vae_recipe.hyperparameters(config))
     epoch = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
     state = replicate(TrainState.create(params, make_optimizer(config.optimizer, config.lr), keys["state"]), mesh)
     images = replicate({"image": jnp.asarray(train.images)}, mesh)

@@ -23,13 +23,14 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks.machine import cpu_model, describe, gemm_peak_gflops
-from genjax import data, vae_sweep
-from genjax.models import mlp_vae
+from genjax import data
+from genjax.devices import data_mesh
 from genjax.presets import PRESETS
-from genjax.train import data_mesh, epoch_key, num_batches, replicate
+from genjax.recipes import sweep as vae_sweep
+from genjax.recipes.vae import VAE
+from genjax.training.step import epoch_key, num_batches
 
 TARGET = 1.5  # the issue's: one vmapped program >= 1.5x faster than K sequential runs, on CPU
 
@@ -67,11 +68,8 @@ def matmul_flops_per_model_epoch(params, batch_size: int, steps: int) -> float:
 def scaling(ks: list[int], epochs: int) -> None:
     config = dataclasses.replace(PRESETS["seed002"])
     train, _ = data.load_dataset("mnist")
-    mesh, shape = data_mesh(), train.images.shape[1:]
-    model = mlp_vae.from_config(config, shape)
+    mesh = data_mesh()
     steps = num_batches(len(train), config.batch_size)
-    images = replicate({"image": jnp.asarray(train.images)}, mesh)
-    epoch_fn = vae_sweep.make_sweep_epoch(model, config, steps, mesh)
     run_key = jax.random.key(0, impl=config.prng)
     peak = gemm_peak_gflops()
     print(f"\nper-model epoch time as K grows: seed002, batch {config.batch_size}, {steps} steps ({cpu_model()}; "
@@ -79,7 +77,8 @@ def scaling(ks: list[int], epochs: int) -> None:
     print(f"{'K':>4}{'s/epoch':>10}{'s/model-epoch':>15}{'GFLOP/s':>10}{'% peak':>8}")
     for k in ks:
         configs = [dataclasses.replace(config, seed=s) for s in range(k)]
-        state = replicate(vae_sweep.init_sweep(model, configs, shape), mesh)
+        p = vae_sweep.prepare_group([VAE(c) for c in configs], data.ImageSet(train.images, None), mesh)
+        state, epoch_fn, images = p.state, p.epoch_fn, p.train_data
         flops = k * matmul_flops_per_model_epoch(jax.tree.map(lambda a: a[0], state.models.params),
                                                  config.batch_size, steps)
         state, m = epoch_fn(state, images, epoch_key(run_key, 0))  # compiles

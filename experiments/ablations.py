@@ -9,7 +9,7 @@
 Every model starts from the preset (default seed002: 784-200-200-20, Bernoulli
 decoder on threshold-binarized MNIST) with one field changed (--values overrides
 the study's list). Models that differ only in learning rate, beta, KL warm-up or
-seed are one vmapped program (genjax.sweep) on shared batches; others (latent size,
+seed are one vmapped program (genjax.training.sweep) on shared batches; others (latent size,
 likelihood) run as groups, one after another. Model k with seed s starts from and
 draws the noise of `python -m experiments.vae_mnist --seed s`; what the models share is the batch order.
 
@@ -30,14 +30,17 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from genjax import classifier, cli, data, evaluator, plots, report, run, sweep, vae, vae_sweep
+from genjax import data
 from genjax.errors import UsageError
-from genjax.models import mlp_vae
+from genjax.evaluation import classifier, plots, report
+from genjax.evaluation.scorer import Scorer
+from genjax.objectives import vae
 from genjax.presets import PRESETS
-from genjax.train import num_batches, replicate
+from genjax.recipes import sweep as vae_sweep
+from genjax.recipes.vae import VAE
+from genjax.runs import cli, run
 
 # study -> (the config field it varies, its default values)
 STUDIES = {
@@ -134,67 +137,56 @@ def label(field: str, value) -> str:
     return f"{field}={value}"
 
 
-def traversal(model, params, x, key_dims: int = 10) -> np.ndarray:
-    """Decoded z of one test digit with each of its ``key_dims`` most active units swept over [-3, 3]."""
-    z = np.asarray(vae.encode_means(model, params, x))
+def traversal(recipe: VAE, images: np.ndarray, key_dims: int = 10) -> np.ndarray:
+    """Decoded z of the first of ``images`` with the ``key_dims`` units most active over all of them
+    swept over [-3, 3]."""
+    z = recipe.encode(images)
     order = np.argsort(-np.var(z, axis=0))[:key_dims]
     steps = np.linspace(-3, 3, 9, dtype=np.float32)
     grid = np.repeat(z[:1], len(order) * len(steps), axis=0)
     for r, u in enumerate(order):
         grid[r * len(steps):(r + 1) * len(steps), u] = steps
-    return np.asarray(vae.decode_means(model, params, jnp.asarray(grid)))
+    return recipe.decode(grid)[..., 0]
 
 
 def experiment(args) -> dict:
     config = study_config(args)
     if args.out == Path("runs/ablations/STUDY"):
         args.out = Path("runs/ablations") / config.study
-    clf = classifier.load(args.classifier_dir)[0] if config.score else None  # before anything is written
+    scorer = Scorer(args.classifier_dir) if config.score else None  # before anything is written
     r = run.Run(args, config, resumable=("epochs", "iwae_k", "num_samples", "score"))
     field, members = STUDIES[config.study][0], config.members()
     train, test, mesh = run.load_data(members[0].dataset, args.data_dir, config.batch_size)
-    shape = train.images.shape[1:]
-    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
-    steps_per_epoch = num_batches(len(train), config.batch_size)
-    reference = evaluator.reference_set(clf, train.images, test.images) if clf is not None else None
     run_key = jax.random.key(config.seed, impl=members[0].prng)  # the batch order every model shares
-
-    rows, curves, originals, recon_rows = [None] * len(members), {}, None, [None] * len(members)
-    for g, group in enumerate(sweep.groups(members, vae_sweep.VARYING)):
-        configs = [members[i] for i in group]
-        c = configs[0]
-        model = mlp_vae.from_config(c, shape)
-        x_test = replicate(data.fixed_eval_pixels(test.images, c.pixels), mesh)
-        state = replicate(vae_sweep.init_sweep(model, configs, shape), mesh)
-        epoch_fn = vae_sweep.make_sweep_epoch(model, c, steps_per_epoch, mesh)
-        evaluate = vae_sweep.make_evaluate(model, configs, x_test, mesh)
-        name = f"group_{g}" if len(sweep.groups(members, vae_sweep.VARYING)) > 1 else "sweep"
-        state, history = r.fit(state, epoch_fn, train_data, run_key, evaluate, steps_per_epoch, name=name)
-        extra = vae_sweep.final_metrics(model, state, configs, x_test, config.iwae_k, mesh)
-        samples = vae_sweep.prior_samples(model, state, configs, config.num_samples, shape)
-        seconds = r.summary(history, mesh)["seconds_per_epoch"]
-        for j, (i, cfg) in enumerate(zip(group, configs)):
-            per_epoch = [sweep.model_rows(row, len(configs))[j] for row in history]
-            last = per_epoch[-1] if per_epoch else {}
-            dead = [row["epoch"] for row in per_epoch if np.isnan(row.get("train_loss", 0.0))]
-            rows[i] = {"model": label(field, getattr(cfg, field)), field: getattr(cfg, field),
-                       **{k.removeprefix("test_"): v for k, v in last.items() if k.startswith("test_")},
-                       **extra[j], "diverged_epoch": dead[0] if dead else None, "seconds_per_epoch": seconds}
-            curves[rows[i]["model"]] = [row.get("test_neg_elbo", row.get("test_loss")) for row in per_epoch]
-            if reference is not None and rows[i]["diverged_epoch"] is None:
-                s = evaluator.score(samples[j], clf, reference)
-                rows[i].update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall")})
-            if r.writes_files:
-                params = jax.device_get(jax.tree.map(lambda a: a[j], state.models.params))
-                plots.save_grid(r.out / f"samples_{rows[i]['model']}.png", samples[j][:64], 8, 8,
-                                f"{rows[i]['model']}: prior samples (Bernoulli means)")
-                originals = np.asarray(x_test[:12])[..., 0]
-                z = vae.encode_means(model, params, x_test[:12])
-                recon_rows[i] = np.asarray(vae.decode_means(model, params, z)).reshape(-1, *shape[:2])
-                if config.study == "beta":
-                    plots.save_grid(r.out / f"traversal_{rows[i]['model']}.png", traversal(model, params, x_test)
-                                    .reshape(-1, *shape[:2]), 10, 9,
-                                    f"{rows[i]['model']}: one digit, its 10 most active units swept over [-3, 3]")
+    trained = vae_sweep.train_many([VAE(c) for c in members], data.ImageSet(train.images, None), test, run=r,
+                                   mesh=mesh, run_key=run_key)
+    if scorer is not None:
+        scorer = scorer.with_reference(train.images, test.images)
+    rows, curves, recon_rows = [], {}, []
+    originals = np.asarray(trained[0].test_pixels(data.ImageSet(test.images[:12], None)))[..., 0]
+    for cfg, m in zip(members, trained):
+        name = label(field, getattr(cfg, field))
+        last = m.history[-1] if m.history else {}
+        row = {"model": name, field: getattr(cfg, field),
+               **{k.removeprefix("test_"): v for k, v in last.items() if k.startswith("test_")},
+               "recon_mse": last.get("test_mse"), **vae_sweep.final_metrics(m, test, mesh),
+               "diverged_epoch": vae_sweep.diverged_epoch(m),
+               "seconds_per_epoch": r.summary(m.history, mesh)["seconds_per_epoch"]}  # its group's
+        rows.append(row)
+        curves[name] = [h.get("test_neg_elbo", h.get("test_loss")) for h in m.history]
+        if row["diverged_epoch"] is not None:
+            recon_rows.append(np.full_like(originals, np.nan))
+            continue
+        samples = vae_sweep.prior_samples(m, config.num_samples)[..., 0]
+        if scorer is not None:
+            s = scorer.score(samples)
+            row.update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall")})
+        recon_rows.append(m.reconstruct(test.images[:12])[..., 0])
+        if r.writes_files:
+            plots.save_grid(r.out / f"samples_{name}.png", samples[:64], 8, 8, f"{name}: prior samples (Bernoulli means)")
+            if config.study == "beta":
+                plots.save_grid(r.out / f"traversal_{name}.png", traversal(m, test.images), 10, 9,
+                                f"{name}: one digit, its 10 most active units swept over [-3, 3]")
 
     rows = [{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()} for row in rows]
     metrics = {"study": config.study, "field": field, "models": rows, "devices": mesh.size,

@@ -6,7 +6,7 @@
 
 Denoising: the AE (--ae, default seed003: 784-400-20, --recon mse) is trained as a plain AE
 and as a denoising AE at each --noise level sigma (input clip(x + sigma eps, 0, 1), a fresh
-eps each step; target the clean x), all as one vmapped program (genjax.sweep) on the same
+eps each step; target the clean x), all as one vmapped program (genjax.training.sweep) on the same
 batches. At each level the test set is corrupted once (one fixed draw per image) and the
 table gives the PSNR (dB, mean over images) of the noisy input, of the plain AE's output
 and of that level's DAE's output, and the DAE's PSNR on clean input; its first row (sigma 0)
@@ -37,13 +37,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import autoencoder, data, plots, prng, report, run, sweep, vae
+from genjax import data, prng
+from genjax.devices import replicate
 from genjax.errors import UsageError
-from genjax.metrics import roc_auc
-from genjax.presets import AE_APPLICATION_PRESETS as PRESETS, AE_PRESETS, PRESETS as VAE_PRESETS
-from genjax.recipes.autoencoder import Autoencoder
+from genjax.evaluation import plots, report
+from genjax.evaluation.metrics import roc_auc
+from genjax.objectives import autoencoder, vae
+from genjax.presets import AE_APPLICATION_PRESETS as PRESETS
+from genjax.presets import AE_PRESETS
+from genjax.presets import PRESETS as VAE_PRESETS
+from genjax.recipes.autoencoder import Autoencoder, make_ae_step
 from genjax.recipes.vae import VAE
-from genjax.train import fast_compiler_options, make_epoch, num_batches, replicate
+from genjax.runs import run
+from genjax.training import sweep
+from genjax.training.step import fast_compiler_options, make_epoch, num_batches
 
 TASKS = ("denoising", "anomaly")
 DENOISING = (("noise", "noise sigma", ".2f"), ("psnr_noisy", "PSNR noisy input", ".2f"),
@@ -89,9 +96,9 @@ def denoising(r, config, ae_config, train, test, mesh, keys) -> tuple[list[dict]
     shape, levels = train.images.shape[1:], (0.0, *config.noise)
     model = autoencoder.from_config(ae_config, shape)
     x_test = replicate(data.fixed_eval_pixels(test.images, ae_config.pixels), mesh)
-    states = [autoencoder.init_state(model, ae_config, shape) for _ in levels]
+    states = [Autoencoder(ae_config, shape).init_state() for _ in levels]
     state = replicate(sweep.stack(states, [{"lr": ae_config.lr, "noise": s} for s in levels]), mesh)
-    step_for = autoencoder.make_ae_step(model, ae_config.recon, ae_config.pixels, ae_config.optimizer)
+    step_for = make_ae_step(model, ae_config.recon, ae_config.pixels, ae_config.optimizer)
     epoch_fn = make_epoch(sweep.make_sweep_step(step_for), config.batch_size, mesh,
                           compiler_options=fast_compiler_options(mesh))
 

@@ -22,12 +22,14 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from genjax import autoencoder, cli, data, plots, prng, run, vae
+from genjax import data
+from genjax.evaluation import plots
+from genjax.objectives import autoencoder
 from genjax.presets import AE_PRESETS
-from genjax.train import num_batches, replicate
+from genjax.recipes.autoencoder import Autoencoder
+from genjax.runs import cli, run
 
 PRESETS_CIFAR = {name: c for name, c in AE_PRESETS.items() if c.dataset == "cifar10"}
 DEFAULT_OUT = Path("runs/ae_cifar10")
@@ -43,24 +45,16 @@ def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS_CIFAR)
     r = run.Run(args, config, resumable=("epochs",))
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    shape = train.images.shape[1:]
-    train_data = replicate({"image": jnp.asarray(train.images)}, mesh)
-    x_test = replicate(data.fixed_eval_pixels(test.images, config.pixels), mesh)
-    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
-
-    model = autoencoder.from_config(config, shape)
-    epoch_fn, evaluate = autoencoder.make_ae_training(model, config, x_test, mesh, keys["eval"])
-    state = replicate(autoencoder.init_state(model, config, shape), mesh)
-    state, history = r.fit(state, epoch_fn, train_data, keys["run"], evaluate,
-                           num_batches(len(train), config.batch_size))
-    final = run.last_test_metrics(history, evaluate, state)
+    ae = Autoencoder(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    model, history, keys = ae.model, ae.history, ae.keys()
+    final = run.last_test_metrics(history, ae.make_evaluate(test, mesh), ae.state)
     metrics = {**r.summary(history, mesh), "model": config.model, "recon": config.recon, "noise": config.noise,
                "code_shape": list(model.code_shape), **{f"test_{k}": v for k, v in final.items()}}
 
     if r.writes_files:
-        params = jax.device_get(state.params)
+        params = jax.device_get(ae.params)
         n = min(10, len(test))
-        clean = np.asarray(x_test[:n])
+        clean = np.asarray(ae.test_pixels(test)[:n])
         rows = [clean]
         if config.noise:  # the noisy inputs evaluate() scores: image i corrupted by split(eval key, N)[i]
             keys_i = jax.random.split(keys["eval"], len(test))[:n]

@@ -32,12 +32,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from genjax import autoencoder, classifier, cli, data, evaluator, plots, report, run
+from genjax import data
 from genjax.errors import UsageError
+from genjax.evaluation import classifier, evaluator, plots, report
+from genjax.evaluation.scorer import Scorer
+from genjax.objectives import autoencoder
 from genjax.presets import AE_PRESETS, PRESETS
 from genjax.recipes.autoencoder import Autoencoder
 from genjax.recipes.vae import VAE
-from genjax.scorer import Scorer
+from genjax.runs import cli, run
 
 PRESETS_MNIST = {name: c for name, c in AE_PRESETS.items() if c.dataset == "mnist"}
 DEFAULT_OUT = Path("runs/ae_mnist")
@@ -132,7 +135,7 @@ def experiment(args) -> dict:
         report.write_tables(r.out, "samples", [{"sampler": SAMPLERS[k], **s} for k, s in scores.items()], COLUMNS,
                             f"{config.preset} AE ({config.model}, latent {config.latent_dim}, {config.recon}) vs "
                             f"{vae_config.preset} VAE, {config.epochs} epochs, seed {config.seed}: {n} decoded draws "
-                            "each, scored by genjax.evaluator")
+                            "each, scored by genjax.evaluation.evaluator")
         epochs = [row["epoch"] for row in ae.history]
         plots.save_curves(r.out / "losses.png", epochs, {"train": [row["train_loss"] for row in ae.history],
                                                          "test": [row["test_loss"] for row in ae.history]},

@@ -26,10 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import classifier, plots, prng, run, vae
+from genjax import prng
+from genjax.evaluation import classifier, plots
+from genjax.evaluation.scorer import Scorer
+from genjax.objectives import vae
 from genjax.presets import CVAE_PRESETS
 from genjax.recipes import vae as vae_recipe
-from genjax.scorer import Scorer
+from genjax.runs import run
 
 parser = run.parser(__doc__, "python -m experiments.cvae_mnist", Path("runs/cvae_mnist"), CVAE_PRESETS, "cvae")
 vae_recipe.add_flags(parser, CVAE_PRESETS)

@@ -23,11 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import classifier, cli, data, gan, latent, plots, prng, run
+from genjax import data, prng
+from genjax.evaluation import classifier, plots
+from genjax.evaluation.scorer import Scorer
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
+from genjax.objectives import gan, latent
 from genjax.presets import GAN_PRESETS as PRESETS
 from genjax.recipes.gan import GAN
-from genjax.scorer import Scorer
+from genjax.runs import cli, run
 
 DEFAULT_OUT = Path("runs/gan_mnist")
 

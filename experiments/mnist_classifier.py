@@ -21,8 +21,10 @@ from pathlib import Path
 
 import jax
 
-from genjax import classifier, cli, data
+from genjax import data
 from genjax.errors import UsageError
+from genjax.evaluation import classifier
+from genjax.runs import cli
 
 
 def build_parser() -> cli.Parser:

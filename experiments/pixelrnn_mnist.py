@@ -21,9 +21,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from genjax import cli, data, plots, run
+from genjax import data
+from genjax.evaluation import plots
 from genjax.presets import PIXELRNN_PRESETS as PRESETS
 from genjax.recipes.pixelrnn import PixelRNN
+from genjax.runs import cli, run
 
 GIVEN_ROWS, COMPLETIONS, COMPLETED_DIGITS = 14, 5, 8
 

@@ -6,7 +6,7 @@
 Each FILE is a .npy array of N x 28 x 28 (or N x 28 x 28 x 1, or N x 784) images
 with values in [0, 1]. Everything is measured in the feature space of the digit
 classifier trained by `python -m experiments.mnist_classifier` (see
-genjax/evaluator.py for the definitions): FID, precision and recall against the
+genjax/evaluation/evaluator.py for the definitions): FID, precision and recall against the
 10,000 MNIST test images, memorization against the 60,000 training images.
 The table starts with three reference rows: the test set against itself (FID 0),
 10,000 training images (a perfect generator's level) and 10,000 uniform-noise
@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from genjax.scorer import Scorer
-from genjax import classifier, cli, data, evaluator
+from genjax import data
+from genjax.evaluation import classifier, evaluator
+from genjax.evaluation.scorer import Scorer
+from genjax.runs import cli
 
 
 def build_parser() -> cli.Parser:

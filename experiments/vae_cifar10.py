@@ -23,16 +23,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from genjax import run
-from genjax.recipes import vae as vae_recipe
 from genjax.presets import CIFAR10_VAE_PRESETS as PRESETS
+from genjax.recipes import vae as vae_recipe
+from genjax.runs import run
 
-parser = run.parser(__doc__, "python -m experiments.vae_cifar10", Path("runs/vae_cifar10"), PRESETS, "seed001")
-vae_recipe.add_flags(parser, PRESETS)
-
-
-def experiment(args) -> dict:
-    return vae_recipe.cli_run(args, PRESETS)
+parser, experiment = vae_recipe.cli_script(__doc__, "python -m experiments.vae_cifar10", Path("runs/vae_cifar10"),
+                                            PRESETS, "seed001")
 
 
 if __name__ == "__main__":

@@ -16,16 +16,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from genjax import run
 from genjax.presets import PRESETS
 from genjax.recipes import vae as vae_recipe
+from genjax.runs import run
 
-parser = run.parser(__doc__, "python -m experiments.vae_mnist", Path("runs/vae_mnist"), PRESETS, "seed002")
-vae_recipe.add_flags(parser, PRESETS)
-
-
-def experiment(args) -> dict:
-    return vae_recipe.cli_run(args, PRESETS)
+parser, experiment = vae_recipe.cli_script(__doc__, "python -m experiments.vae_mnist", Path("runs/vae_mnist"),
+                                            PRESETS, "seed002")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ The pipeline underneath: ``data`` -> ``models`` -> the objectives (``vae``, ``au
 ``run`` (checkpoints, resume, files) -> ``evaluator`` and ``plots``; see docs/design.md.
 """
 
+from genjax.evaluation.scorer import Scorer
 from genjax.presets import AEConfig, GANConfig, PixelRNNConfig, VAEConfig
 from genjax.recipes.autoencoder import Autoencoder
 from genjax.recipes.gan import GAN
 from genjax.recipes.load import load
 from genjax.recipes.pixelrnn import PixelRNN
 from genjax.recipes.vae import VAE
-from genjax.scorer import Scorer
 
 __version__ = "0.1.0"
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import optax
-
 from genjax.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
-    """A VAE on images (:mod:`genjax.vae`): the seeds' MLP VAEs (``architecture="mlp"``), their
+    """A VAE on images (:mod:`genjax.objectives.vae`): the seeds' MLP VAEs (``architecture="mlp"``), their
     convolutional VAEs (a key of :data:`genjax.models.conv_vae.SEED_ARCHITECTURES`) and the
     conditional VAE (``num_classes`` > 0). ``likelihood`` ``bernoulli`` on float pixels is the
     seeds' own loss (``BCELoss(reduction="sum")`` + KL, summed over the batch; Adam is invariant to
@@ -65,16 +63,6 @@ def get_preset(name: str) -> VAEConfig:
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def make_optimizer(name: str, lr: float, b1: float = 0.9) -> optax.GradientTransformation:
-    """PyTorch's defaults: Adam(betas=(b1, 0.999), eps=1e-8), b1 = 0.9 unless given (DCGAN: 0.5);
-    AdamW adds weight_decay=0.01."""
-    if name == "adam":
-        return optax.adam(lr, b1=b1, b2=0.999, eps=1e-8)
-    if name == "adamw":
-        return optax.adamw(lr, b1=b1, b2=0.999, eps=1e-8, weight_decay=0.01)
-    raise UsageError(f"unknown optimizer {name!r}: choose adam or adamw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +128,7 @@ GAN_PRESETS = {
 
 @dataclasses.dataclass(frozen=True)
 class AEConfig:
-    """A deterministic autoencoder (genjax.autoencoder), plain or denoising (``noise`` > 0)."""
+    """A deterministic autoencoder (genjax.objectives.autoencoder), plain or denoising (``noise`` > 0)."""
 
     preset: str
     model: str  # mlp | conv | fully_conv

@@ -110,7 +110,8 @@ def mnist():
 def quick_classifier(tmp_path_factory, mnist):
     """(directory, params, test accuracy): the evaluator's DigitCNN trained for 1 epoch on 12,000
     training images (about 97% accurate; the real one is `python -m experiments.mnist_classifier`)."""
-    from genjax import classifier, data
+    from genjax import data
+    from genjax.evaluation import classifier
 
     train, test = mnist
     config = classifier.ClassifierConfig(epochs=1, batch_size=64)
@@ -118,7 +119,7 @@ def quick_classifier(tmp_path_factory, mnist):
     return classifier.save(tmp_path_factory.mktemp("classifier"), params, accuracy, config), params, accuracy
 
 
-def check_load_reproduces(out: Path, family: type, samples_file: str, draw, **sample_kwargs) -> None:
+def check_load_reproduces(out: Path, family: type, samples_file: str | Path, draw, **sample_kwargs) -> None:
     """``genjax.load(out)`` gives the run's trained model: of ``family``, and drawing from the
     run's own key (``draw(loaded)``) reproduces the samples the run saved in ``samples_file``."""
     import genjax

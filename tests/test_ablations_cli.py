@@ -79,8 +79,8 @@ BAD = {
 
 @pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
 def test_bad_values_exit_2_with_one_line_and_nothing_left(tmp_path, capsys, case):
-    from genjax import run
     from experiments import ablations
+    from genjax.runs import run
 
     flags, needle = case
     code = run.main(ablations.parser, ablations.experiment,

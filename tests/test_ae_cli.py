@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from tfds_mocks import mock_tfds
 
 from conftest import check_load_reproduces, check_ok, numbers_only, read_history, read_metrics, run_cli
+from tfds_mocks import mock_tfds
 
 SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
 
@@ -35,11 +35,14 @@ def test_ae_mnist_writes_the_scatter_and_scores_ae_and_vae_samples(quick_classif
     assert float(row["test_loss"]) < float(row["train_loss"]) * 1.5 and {"train_mse", "test_psnr"} <= set(row)
     samples = np.load(out / "samples_ae_prior.npy")
     assert samples.shape == (200, 28, 28) and samples.min() >= 0 and samples.max() <= 1
-    import genjax
     import jax
 
-    check_load_reproduces(out, genjax.Autoencoder, "samples_ae_prior.npy", lambda m: jax.random.split(m.keys()["draw"], 3)[0])
-    check_load_reproduces(out / "vae", genjax.VAE, "samples_vae_prior.npy", lambda m: jax.random.split(m.keys()["draw"], 3)[2])
+    import genjax
+
+    check_load_reproduces(out, genjax.Autoencoder, "samples_ae_prior.npy",
+                          lambda m: jax.random.split(m.keys()["draw"], 3)[0])
+    check_load_reproduces(out / "vae", genjax.VAE, out / "samples_vae_prior.npy",
+                          lambda m: jax.random.split(m.keys()["draw"], 3)[2])
 
 
 @pytest.mark.slow
@@ -67,7 +70,7 @@ def test_ae_applications_denoises_and_detects_anomalies(tmp_path):
 def _cifar10(argv, monkeypatch, tmp_path):
     """``python -m experiments.ae_cifar10 ARGV`` in this process, on 24 mocked CIFAR-10 records per split."""
     from experiments import ae_cifar10
-    from genjax import run
+    from genjax.runs import run
 
     monkeypatch.setenv("GENJAX_CACHE_DIR", str(tmp_path / "cache"))  # keep the mocked arrays out of the real cache
     with mock_tfds(num_examples=24):

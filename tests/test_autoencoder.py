@@ -1,4 +1,4 @@
-"""genjax.autoencoder and genjax.metrics: ROC AUC, PSNR, the denoising loss, a short real run, 8 devices."""
+"""genjax.objectives.autoencoder and genjax.evaluation.metrics: ROC AUC, PSNR, the denoising loss, a short real run, 8 devices."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 
 from conftest import script_json_on_devices
-from genjax import autoencoder, data, prng, vae
-from genjax.metrics import roc_auc
+from genjax import data
+from genjax.devices import data_mesh
+from genjax.evaluation.metrics import roc_auc
 from genjax.models import mlp_vae
 from genjax.models.mlp_ae import MLPAutoencoder
+from genjax.objectives import autoencoder, vae
 from genjax.presets import AE_PRESETS, PRESETS
-from genjax.train import data_mesh, epoch_key, replicate
+from genjax.recipes.autoencoder import Autoencoder
+from genjax.training.step import epoch_key
 
 
 def brute_force_auc(scores, positive) -> float:
@@ -105,7 +108,7 @@ def test_models_codes_and_samples_for_every_preset():
     for name, shape in (("seed003", (28, 28, 1)), ("seed004", (28, 28, 1)), ("seed001", (32, 32, 3))):
         config = AE_PRESETS[name]
         model = autoencoder.from_config(config, shape)
-        params = autoencoder.init_state(model, config, shape).params
+        params = Autoencoder(config, shape).init_state().params
         x = jnp.asarray(np.random.default_rng(0).random((5, *shape)), jnp.float32)
         assert autoencoder.codes(model, params, x).shape == (5, config.latent_dim)
         recon = autoencoder.reconstruct(model, params, x)
@@ -132,15 +135,11 @@ def test_models_codes_and_samples_for_every_preset():
 def test_ae_loss_lowers_on_a_short_real_run(mnist):
     train, test = mnist
     config = dataclasses.replace(AE_PRESETS["seed003"], noise=0.2)
-    shape = train.images.shape[1:]
     mesh = data_mesh()
-    model = autoencoder.from_config(config, shape)
-    x_test = replicate(data.fixed_eval_pixels(test.images[:2000], "float"), mesh)
-    keys = prng.run_keys(0, config.prng, vae.KEY_NAMES)
-    epoch_fn, evaluate = autoencoder.make_ae_training(model, config, x_test, mesh, keys["eval"])
-    state = replicate(autoencoder.init_state(model, config, shape), mesh)
-    before = jax.device_get(evaluate(state))
-    state, steps = epoch_fn(state, replicate({"image": jnp.asarray(train.images[:6400])}, mesh), epoch_key(keys["run"], 0))
+    p = Autoencoder(config).prepare(data.ImageSet(train.images[:6400], None), mesh)
+    evaluate = p.recipe.make_evaluate(data.ImageSet(test.images[:2000], None), mesh)
+    before = jax.device_get(evaluate(p.state))
+    state, steps = p.epoch_fn(p.state, p.train_data, epoch_key(p.run_key, 0))
     after = jax.device_get(evaluate(state))
     losses = np.asarray(steps["loss"])
     assert losses.shape == (50,) and np.all(np.isfinite(losses)) and losses[-5:].mean() < 0.5 * losses[:5].mean()
@@ -150,19 +149,21 @@ def test_ae_loss_lowers_on_a_short_real_run(mnist):
 EIGHT_DEVICES = """
 import dataclasses, json
 import jax, jax.numpy as jnp, numpy as np
-from genjax import autoencoder
-from genjax.metrics import roc_auc
+from genjax.objectives import autoencoder, vae
+from genjax.evaluation.metrics import roc_auc
 from genjax.presets import AE_PRESETS
-from genjax.train import data_mesh, epoch_key, replicate
+from genjax.data import ImageSet
+from genjax.devices import data_mesh, replicate
+from genjax.recipes.autoencoder import Autoencoder
+from genjax.training.step import epoch_key
 config = dataclasses.replace(AE_PRESETS["seed003"], widths=(32,), latent_dim=4, batch_size=16, noise=0.2)
 images = np.random.default_rng(0).integers(0, 256, (72, 28, 28, 1), dtype=np.uint8)  # 4 full batches + 8 padded
 mesh = data_mesh()
-model = autoencoder.from_config(config, (28, 28, 1))
 x = replicate(jnp.asarray(images[:40] / 255.0, jnp.float32), mesh)
-epoch_fn, evaluate = autoencoder.make_ae_training(model, config, x, mesh, jax.random.key(1, impl="rbg"))
-state = replicate(autoencoder.init_state(model, config, (28, 28, 1)), mesh)
+p = Autoencoder(config).prepare(ImageSet(images, None), mesh)
+model, state = p.recipe.model, p.state
 for e in range(2):
-    state, steps = epoch_fn(state, replicate({"image": jnp.asarray(images)}, mesh), epoch_key(jax.random.key(0, impl="rbg"), e))
+    state, steps = p.epoch_fn(state, p.train_data, epoch_key(jax.random.key(0, impl="rbg"), e))
 err = np.asarray(autoencoder.reconstruction_mse(model, state.params, x, chunk=16, mesh=mesh))
 print(json.dumps({"devices": mesh.size, "loss": np.asarray(steps["loss"]).tolist(), "err": err.tolist(),
                   "auc": roc_auc(err, np.arange(40) % 3 == 0), **{k: float(v) for k, v in evaluate(state).items()}}))

@@ -63,10 +63,10 @@ def test_final_neg_elbo_is_the_last_checkpoints_test_elbo(seed002_two_epochs, mn
     import jax
     import jax.numpy as jnp
 
-    from genjax.checkpoint import Checkpointer
     from genjax.models.mlp_vae import VAE
-    from genjax.presets import make_optimizer
-    from genjax.train import TrainState
+    from genjax.runs.checkpoint import Checkpointer
+    from genjax.training.optim import make_optimizer
+    from genjax.training.step import TrainState
 
     out = seed002_two_epochs
     m = read_metrics(out)

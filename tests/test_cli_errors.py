@@ -81,7 +81,7 @@ def test_empty_data_dir_without_network_exits_2_quickly(tmp_path):
 
 def call(module: str, *argv) -> int:
     """``python -m experiments.MODULE ARGV``, in this process (its exit status)."""
-    from genjax import cli, run
+    from genjax.runs import cli, run
 
     script = importlib.import_module(f"experiments.{module}")
     argv = [str(a) for a in argv]
@@ -165,10 +165,10 @@ def test_a_refused_run_keeps_a_directory_that_existed(tmp_path, capsys):
     assert [p.name for p in full.iterdir()] == ["notes.txt"] and (full / "notes.txt").read_text() == "mine"
 
 
-# -- creating nothing before the run starts (genjax.cli), without JAX ----------------------------
+# -- creating nothing before the run starts (genjax.runs.cli), without JAX ----------------------------
 
 def test_check_writable_creates_nothing_and_refuses_what_cannot_be_written(tmp_path):
-    from genjax import cli
+    from genjax.runs import cli
 
     out = tmp_path / "a" / "b" / "out"
     assert cli.check_writable(out) == out.resolve()
@@ -184,7 +184,7 @@ def test_check_writable_creates_nothing_and_refuses_what_cannot_be_written(tmp_p
 
 
 def test_a_run_stopped_by_itself_keeps_its_checkpoints(tmp_path, capsys):
-    from genjax import cli
+    from genjax.runs import cli
 
     def main(argv):
         (tmp_path / "out" / "checkpoints").mkdir(parents=True)
@@ -196,7 +196,7 @@ def test_a_run_stopped_by_itself_keeps_its_checkpoints(tmp_path, capsys):
 
 
 def test_out_of_memory_is_one_line(capsys):
-    from genjax import cli
+    from genjax.runs import cli
 
     class JaxRuntimeError(RuntimeError):  # the name XLA's error has
         pass
@@ -248,7 +248,7 @@ def test_error_paths_need_only_the_base_install(tmp_path):
     empty.mkdir()
     script = f"""
 import sys
-from genjax import run
+from genjax.runs import run
 for module in ("vae_celeba", "vae_cifar10", "vae_mnist"):
     m = __import__("experiments." + module, fromlist=["x"])
     code = run.main(m.parser, m.experiment, ["--data-dir", {str(empty)!r}, "--out", {str(tmp_path / "out")!r}])

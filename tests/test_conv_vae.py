@@ -1,4 +1,4 @@
-"""The VAE objective for any encoder/decoder (genjax.vae): BatchNorm's statistics in the step and in
+"""The VAE objective for any encoder/decoder (genjax.objectives.vae): BatchNorm's statistics in the step and in
 evaluation, the discretized-logistic likelihood with its learned log-scale, image-shaped logits,
 and the seeds' own loss as the presets' default."""
 
@@ -10,12 +10,13 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import data, losses, vae
-from genjax.recipes import vae as vae_recipe
+from genjax import data
 from genjax.models.conv_vae import ConvVAE
 from genjax.models.mlp_vae import VAE as MLPVAE
+from genjax.objectives import losses, vae
 from genjax.presets import CELEBA_VAE_PRESETS, CIFAR10_VAE_PRESETS, CONV_VAE_MNIST_PRESETS
-from genjax.train import TrainState, make_train_step
+from genjax.recipes import vae as vae_recipe
+from genjax.training.step import TrainState, make_train_step
 
 KEY = jax.random.key(0, impl="rbg")
 BN_VAE = ConvVAE(image_shape=(16, 16, 3), features=(4, 8), latent_dim=3, batch_norm=True)  # a small CelebA VAE

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import check_load_reproduces, check_ok, read_metrics, run_cli
-from genjax import vae
 from genjax.models.mlp_vae import VAE
+from genjax.objectives import vae
 
 
 def test_conditioning_changes_the_decoder_and_the_loss_reads_labels():

@@ -155,7 +155,7 @@ def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
     monkeypatch.delenv("TFDS_DATA_DIR")
     if data.SHARED_DATA_DIR.is_dir():  # ../shared/tensorflow_datasets beside the repository
         assert data.resolve_data_dir() == data.SHARED_DATA_DIR
-    assert data.SHARED_DATA_DIR == Path(data.__file__).resolve().parents[2] / "shared" / "tensorflow_datasets"
+    assert data.SHARED_DATA_DIR == Path(data.__file__).resolve().parents[3] / "shared" / "tensorflow_datasets"
     monkeypatch.setattr(data, "SHARED_DATA_DIR", tmp_path / "absent")
     assert data.resolve_data_dir() is None
     monkeypatch.setenv("HOME", str(tmp_path))

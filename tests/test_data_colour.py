@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from tfds_mocks import mock_tfds
 
 from genjax import data
+from genjax.data.preprocess import Preprocess, center_crop, resize, resized_shape
 from genjax.errors import UsageError
-from genjax.preprocess import Preprocess, center_crop, resize, resized_shape
+from tfds_mocks import mock_tfds
 
 CELEB_A_FILES = {  # the file-name column of TFDS's celeb_a checksums.tsv
     "img_align_celeba.zip", "list_eval_partition.txt", "list_attr_celeba.txt",

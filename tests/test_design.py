@@ -26,9 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from genjax.checkpoint import Checkpointer
-from genjax.fit import fit
-from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, make_train_step, masked_mean, replicate
+from genjax.devices import data_mesh, replicate
+from genjax.objectives.losses import masked_mean
+from genjax.runs.checkpoint import Checkpointer
+from genjax.runs.fit import fit
+from genjax.training.step import TrainState, epoch_key, make_epoch, make_train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,7 +160,8 @@ WORKER = textwrap.dedent("""
 def process_local_inputs_work(pid: int) -> None:
     """In a multi-process run: a dataset sharded by rows (each process holds its half) trains
     exactly like the replicated one, and evaluation accepts NumPy, process-local or replicated x."""
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     mesh, tx = data_mesh(), optax.adam(1e-2)
     full = host(bn_data())

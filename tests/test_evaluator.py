@@ -15,9 +15,11 @@ from scipy.spatial.distance import cdist
 
 from conftest import check_ok, run_cli
 from experiments import score_samples
-from genjax import classifier, cli, evaluator as E
 from genjax.errors import UsageError
+from genjax.evaluation import classifier
+from genjax.evaluation import evaluator as E
 from genjax.models.digit_cnn import Conv3x3
+from genjax.runs import cli
 
 
 def _random_covariance(rng, d: int) -> np.ndarray:

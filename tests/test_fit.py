@@ -1,4 +1,4 @@
-"""genjax.fit.fit: history, checkpoints, resuming, and stopping on a non-finite loss (toy problem)."""
+"""genjax.runs.fit.fit: history, checkpoints, resuming, and stopping on a non-finite loss (toy problem)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from genjax.checkpoint import Checkpointer
-from genjax.fit import NonFiniteLoss, fit
-from genjax.train import TrainState, data_mesh, make_epoch, make_train_step
+from genjax.devices import data_mesh
+from genjax.runs.checkpoint import Checkpointer
+from genjax.runs.fit import NonFiniteLoss, fit
+from genjax.training.step import TrainState, make_epoch, make_train_step
 
 STEPS_PER_EPOCH = 10  # 100 examples, batches of 10
 

@@ -8,10 +8,11 @@ import pytest
 
 from benchmarks.floors import iwae_floor, products_floor, step_products, vae_epoch_floor
 from benchmarks.flops import jaxpr_flops, step_flops
-from genjax import vae
 from genjax.models.mlp_vae import VAE
-from genjax.presets import get_preset, make_optimizer
-from genjax.train import TrainState, make_train_step
+from genjax.objectives import vae
+from genjax.presets import get_preset
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, make_train_step
 
 
 def _model(preset):
@@ -50,8 +51,8 @@ def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
 
     from benchmarks.conv_vae_speed import CONFIGS, conv_calls
     from genjax import data
+    from genjax.devices import data_mesh
     from genjax.recipes.vae import VAE
-    from genjax.train import data_mesh
 
     config = dataclasses.replace(CONFIGS["seed004"], train_on_test=False)
     images = data.ImageSet(np.zeros((256, 28, 28, 1), np.uint8), None)

@@ -13,12 +13,15 @@ import optax
 import pytest
 
 from conftest import script_json_on_devices
-from genjax import gan, losses
-from genjax.checkpoint import Checkpointer
-from genjax.fit import fit
+from genjax.devices import data_mesh, replicate
 from genjax.models.dcgan import DCDiscriminator
-from genjax.presets import GAN_PRESETS, make_optimizer
-from genjax.train import data_mesh, make_epoch, replicate
+from genjax.objectives import gan, losses
+from genjax.presets import GAN_PRESETS
+from genjax.runs.checkpoint import Checkpointer
+from genjax.runs.fit import fit
+from genjax.training import adversarial
+from genjax.training.optim import make_optimizer
+from genjax.training.step import make_epoch
 
 RBG = "rbg"  # the presets' key implementation
 
@@ -32,7 +35,7 @@ def build(preset: str, leak: bool = False, seed: int = 0, width: int | None = No
     config = dataclasses.replace(GAN_PRESETS[preset], width=width or GAN_PRESETS[preset].width)
     gen, disc = gan.build_models(config)
     tx = make_optimizer(config.optimizer, config.lr, config.b1)
-    state = gan.init_state(gen, disc, tx, tx, jax.random.key(seed, impl=RBG), config.latent_dim, (28, 28, 1), leak)
+    state = adversarial.init_state(gen, disc, tx, tx, jax.random.key(seed, impl=RBG), config.latent_dim, (28, 28, 1), leak)
     return gen, disc, tx, config.latent_dim, state
 
 
@@ -100,8 +103,8 @@ def test_d_update_lowers_d_loss_and_leaves_g_alone_and_the_reverse(preset):
     state = state.replace(opt_state={"gen": tx.init(state.params["gen"]), "disc": tx.init(state.params["disc"])})
     batch = {"image": images(64), "mask": jnp.ones(64)}
     key = jax.random.key(3, impl=RBG)
-    d_update = jax.jit(gan.make_d_update(gen, disc, tx, latent_dim))
-    g_update = jax.jit(gan.make_g_update(gen, disc, tx, latent_dim))
+    d_update = jax.jit(adversarial.make_d_update(gen, disc, tx, latent_dim))
+    g_update = jax.jit(adversarial.make_g_update(gen, disc, tx, latent_dim))
 
     after_d, m0 = d_update(state, batch, key)
     _, m1 = d_update(after_d, batch, key)  # the same real batch and the same G(z)
@@ -124,11 +127,11 @@ def test_d_update_lowers_d_loss_and_leaves_g_alone_and_the_reverse(preset):
 def test_the_step_is_d_then_g_against_the_updated_d():
     gen, disc, tx, latent_dim, state = build("seed000")
     batch = {"image": images(32), "mask": jnp.ones(32)}
-    step = jax.jit(gan.make_gan_step(gen, disc, tx, tx, latent_dim))
+    step = jax.jit(adversarial.make_gan_step(gen, disc, tx, tx, latent_dim))
     new, metrics = step(state, batch)
     k_d, k_g = jax.random.split(state.step_key())
-    by_hand, d_m = jax.jit(gan.make_d_update(gen, disc, tx, latent_dim))(state, batch, k_d)
-    by_hand, g_m = jax.jit(gan.make_g_update(gen, disc, tx, latent_dim))(by_hand, batch, k_g)
+    by_hand, d_m = jax.jit(adversarial.make_d_update(gen, disc, tx, latent_dim))(state, batch, k_d)
+    by_hand, g_m = jax.jit(adversarial.make_g_update(gen, disc, tx, latent_dim))(by_hand, batch, k_g)
     # (a step moves each parameter by about lr = 1e-3; the tolerance is for float reordering)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), host(new.params),
                  host(by_hand.params))
@@ -140,8 +143,8 @@ def test_seed_gradient_leak_adds_g_losses_d_gradient_into_the_next_d_update():
     gen, disc, tx, latent_dim, leak_state = build("seed000", leak=True)
     _, _, _, _, clean_state = build("seed000", leak=False)
     batch = {"image": images(32), "mask": jnp.ones(32)}
-    leaky = jax.jit(gan.make_gan_step(gen, disc, tx, tx, latent_dim, d_grad_leak=True))
-    clean = jax.jit(gan.make_gan_step(gen, disc, tx, tx, latent_dim))
+    leaky = jax.jit(adversarial.make_gan_step(gen, disc, tx, tx, latent_dim, d_grad_leak=True))
+    clean = jax.jit(adversarial.make_gan_step(gen, disc, tx, tx, latent_dim))
     s1, _ = leaky(leak_state, batch)
     c1, _ = clean(clean_state, batch)
     # Nothing leaks into the first update: both runs agree after one step.
@@ -181,7 +184,7 @@ def test_resume_equals_a_straight_run_with_batchnorm(tmp_path, leak):
     gen, disc, tx, latent_dim, _ = build("dcgan", leak=leak, width=8)
     mesh = data_mesh()
     data = replicate({"image": images(200)}, mesh)  # 4 batches of 64, the last one padded
-    epoch_fn = make_epoch(gan.make_gan_step(gen, disc, tx, tx, latent_dim, d_grad_leak=leak), 64, mesh)
+    epoch_fn = make_epoch(adversarial.make_gan_step(gen, disc, tx, tx, latent_dim, d_grad_leak=leak), 64, mesh)
     run_key = jax.random.key(7, impl=RBG)
     evaluate = lambda s: {}  # noqa: E731
     fresh = lambda: replicate(build("dcgan", leak=leak, width=8)[4], mesh)  # noqa: E731
@@ -200,16 +203,17 @@ def test_resume_equals_a_straight_run_with_batchnorm(tmp_path, leak):
 def test_eight_devices_match_one():
     script = textwrap.dedent("""
         import json, jax, jax.numpy as jnp, numpy as np
-        from genjax import gan
+        from genjax.objectives import gan
         from genjax.models.dcgan import DCDiscriminator, DCGenerator
-        from genjax.presets import make_optimizer
-        from genjax.train import data_mesh, epoch_key, make_epoch, replicate
+        from genjax.training.optim import make_optimizer
+        from genjax.devices import data_mesh, replicate
+        from genjax.training.step import epoch_key, make_epoch
         gen, disc, latent_dim = DCGenerator(8), DCDiscriminator(8), 100
         tx = make_optimizer("adam", 2e-4, 0.5)
-        state = gan.init_state(gen, disc, tx, tx, jax.random.key(0, impl="rbg"), latent_dim, (28, 28, 1))
+        state = adversarial.init_state(gen, disc, tx, tx, jax.random.key(0, impl="rbg"), latent_dim, (28, 28, 1))
         images = lambda n: jnp.asarray(np.random.default_rng(0).integers(0, 256, (n, 28, 28, 1)), jnp.uint8)
         mesh = data_mesh()
-        epoch_fn = make_epoch(gan.make_gan_step(gen, disc, tx, tx, latent_dim), 64, mesh)
+        epoch_fn = make_epoch(adversarial.make_gan_step(gen, disc, tx, tx, latent_dim), 64, mesh)
         state, metrics = epoch_fn(replicate(state, mesh), replicate({"image": images(200)}, mesh),
                                   epoch_key(jax.random.key(1, impl="rbg"), 0))
         out = {"devices": mesh.size, "d_loss": np.asarray(metrics["d_loss"]).tolist(),

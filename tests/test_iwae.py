@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import losses, vae
+from genjax.models import gaussian
 from genjax.models.mlp_vae import VAE
+from genjax.objectives import losses, vae
 
 # Toy linear-Gaussian model: p(z) = N(0, 1), p(x | z) = N(x; z, S2), so p(x) = N(x; 0, 1 + S2)
 # and p(z | x) = N(x / (1 + S2), S2 / (1 + S2)). q(z | x) is deliberately wrong in mean and variance.
@@ -38,7 +39,7 @@ def _toy_log_weights(key, k: int, replicates: int) -> jax.Array:
     """log w = log p(x|z) + log p(z) - log q(z|x), z ~ q: shape (k, replicates, len(XS))."""
     qm, qv = _q(XS)
     mean, log_var = jnp.asarray(qm)[:, None], jnp.log(jnp.asarray(qv))[:, None]  # (X, 1): 1-D latents
-    z = losses.reparameterize(key, mean, log_var, num_samples=k * replicates).reshape(k, replicates, len(XS), 1)
+    z = gaussian.reparameterize(key, mean, log_var, num_samples=k * replicates).reshape(k, replicates, len(XS), 1)
     x = jnp.asarray(XS)[:, None]
     log_px_z = losses.gaussian_log_density(x, z, jnp.full_like(z, math.log(S2)))
     return log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mean, log_var)
@@ -99,7 +100,7 @@ def test_log_importance_weights_shape_and_expectation(small_vae):
     # E_q[log w] = E_q[log p(x|z)] - KL(q || p): compare with an independent estimate built
     # from the closed-form KL and many reparameterized decoder evaluations.
     mean, log_var = model.apply({"params": params}, x[:4], method="encode")
-    z = losses.reparameterize(jax.random.key(4), mean, log_var, num_samples=k)
+    z = gaussian.reparameterize(jax.random.key(4), mean, log_var, num_samples=k)
     logits = model.apply({"params": params}, z, method="decode").reshape(k, 4, -1)
     log_px_z = np.asarray(losses.bernoulli_log_likelihood(logits, x[:4].reshape(4, -1)), np.float64)
     elbo = log_px_z.mean(0) - np.asarray(losses.kl_to_standard_normal(mean, log_var))
@@ -114,7 +115,7 @@ def _log_mean_exp(a: np.ndarray, axis: int) -> np.ndarray:
 
 def _exact_log_px_and_elbo(model, params, x, grid: int) -> tuple[np.ndarray, np.ndarray]:
     r"""For a VAE with a 1-D latent, by quadrature on a z grid in float64 NumPy, written without
-    genjax.vae or genjax.losses: log p(x) = log \int p(x|z) N(z; 0, 1) dz, and the ELBO
+    genjax.objectives.vae or genjax.objectives.losses: log p(x) = log \int p(x|z) N(z; 0, 1) dz, and the ELBO
     \int q(z|x) [log p(x|z) + log N(z; 0, 1) - log q(z|x)] dz, p(x|z) Bernoulli with the decoder's
     logits at each grid point, q(z|x) = N(mean, exp(log_var)) from the encoder's outputs."""
     z = np.linspace(-10.0, 10.0, grid)

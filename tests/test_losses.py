@@ -1,4 +1,4 @@
-"""genjax.losses: log-densities, KL, Bernoulli likelihood, KL schedule, IWAE bound."""
+"""genjax.objectives.losses: log-densities, KL, Bernoulli likelihood, KL schedule, IWAE bound."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from genjax import losses
+from genjax.models import gaussian
+from genjax.objectives import losses
 
 
 def test_kl_to_standard_normal_matches_monte_carlo():
     mean = jnp.array([[0.0, 0.0, 0.0], [1.5, -0.7, 0.3], [-2.0, 0.4, 1.0]])
     log_var = jnp.array([[0.0, 0.0, 0.0], [-1.0, 0.5, 1.2], [0.8, -2.0, -0.3]])
     n = 400_000
-    z = losses.reparameterize(jax.random.key(1), mean, log_var, num_samples=n)  # (n, 3, 3)
+    z = gaussian.reparameterize(jax.random.key(1), mean, log_var, num_samples=n)  # (n, 3, 3)
     assert z.shape == (n, 3, 3)
     log_ratio = np.asarray(
         losses.gaussian_log_density(z, mean, log_var) - losses.standard_normal_log_density(z), np.float64
@@ -50,12 +51,12 @@ def test_gaussian_log_densities_match_scipy_and_normalize():
 def test_reparameterize_moments_and_shapes():
     mean = jnp.array([2.0, -1.0])
     log_var = jnp.array([math.log(0.25), math.log(4.0)])
-    assert losses.reparameterize(jax.random.key(0), mean, log_var).shape == (2,)
-    z = np.asarray(losses.reparameterize(jax.random.key(0), mean, log_var, num_samples=200_000))
+    assert gaussian.reparameterize(jax.random.key(0), mean, log_var).shape == (2,)
+    z = np.asarray(gaussian.reparameterize(jax.random.key(0), mean, log_var, num_samples=200_000))
     assert z.shape == (200_000, 2)
     np.testing.assert_allclose(z.mean(0), [2.0, -1.0], atol=0.02)
     np.testing.assert_allclose(z.std(0), [0.5, 2.0], rtol=0.01)
-    z2 = np.asarray(losses.reparameterize(jax.random.key(1), mean, log_var, num_samples=200_000))
+    z2 = np.asarray(gaussian.reparameterize(jax.random.key(1), mean, log_var, num_samples=200_000))
     assert not np.array_equal(z, z2)
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import losses, pixelrnn
+from genjax.devices import data_mesh, replicate
 from genjax.models.pixel_rnn import START, PixelRNN
-from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, make_train_step, replicate
+from genjax.objectives import losses, pixelrnn
+from genjax.training.step import TrainState, epoch_key, make_epoch, make_train_step
 
 RBG = "rbg"  # the presets' key implementation
 
@@ -22,7 +23,7 @@ def rbg_key(seed: int) -> jax.Array:
 
 def torch_lstm_step(p: dict, layers: int, token, state, xp=np):
     """One step of PyTorch's ``nn.LSTM`` + ``nn.Linear`` head, written out from PyTorch's
-    documentation and sharing no code with genjax.lstm: gates in PyTorch's order (i, f, g, o),
+    documentation and sharing no code with genjax.models.lstm: gates in PyTorch's order (i, f, g, o),
 
         a = x_t W_ih + b_ih + h_{t-1} W_hh + b_hh,   i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g),
         o = sigmoid(a_o),   c_t = f c_{t-1} + i g,   h_t = o tanh(c_t),

@@ -7,8 +7,16 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import (check_load_reproduces, check_ok, flag_help, numbers_only, read_history, read_metrics, run_cli,
-                      script_json_on_devices)
+from conftest import (
+    check_load_reproduces,
+    check_ok,
+    flag_help,
+    numbers_only,
+    read_history,
+    read_metrics,
+    run_cli,
+    script_json_on_devices,
+)
 
 MODULE = "experiments.pixelrnn_mnist"
 # A small, fast model: 59 steps of 1024 images per epoch.
@@ -65,9 +73,11 @@ def test_resume_equals_a_straight_run(tmp_path, pixelrnn_two_epochs):
 
 DEVICES_SCRIPT = """
 import json, jax, jax.numpy as jnp, numpy as np, optax
-from genjax import data, pixelrnn
+from genjax import data
+from genjax.objectives import pixelrnn
 from genjax.models.pixel_rnn import PixelRNN
-from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, make_train_step, replicate
+from genjax.training.step import TrainState, epoch_key, make_epoch, make_train_step
+from genjax.devices import data_mesh, replicate
 train, test = data.load_dataset("mnist")
 mesh = data_mesh()
 model = PixelRNN(hidden=16)

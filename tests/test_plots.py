@@ -1,4 +1,4 @@
-"""genjax.plots: grids and reconstructions of grey and colour images, pixel for pixel."""
+"""genjax.evaluation.plots: grids and reconstructions of grey and colour images, pixel for pixel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from genjax import plots
+from genjax.evaluation import plots
 
 
 def _png(path) -> np.ndarray:

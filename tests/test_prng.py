@@ -58,9 +58,9 @@ def test_draws_pass_through_grad_and_match_jax_random(impl):
 
 EVAL_SCRIPT = """
 import json, jax, jax.numpy as jnp
-from genjax import vae
+from genjax.objectives import vae
 from genjax.models.mlp_vae import VAE
-from genjax.train import data_mesh
+from genjax.devices import data_mesh
 model = VAE(hidden=(32,), latent_dim=4, image_shape=(8, 8, 1))
 params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jax.random.key(1))["params"]
 x = jax.random.bernoulli(jax.random.key(2), 0.3, (40, 8, 8, 1)).astype(jnp.float32)

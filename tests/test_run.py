@@ -1,4 +1,4 @@
-"""genjax.run: the run directory, resume checks, and checkpoint metadata (toy problem, in process)."""
+"""genjax.runs.run: the run directory, resume checks, and checkpoint metadata (toy problem, in process)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from genjax import run
-from genjax.checkpoint import Checkpointer
+from genjax.devices import data_mesh
 from genjax.errors import UsageError
-from genjax.train import TrainState, data_mesh, make_epoch, make_train_step
+from genjax.runs import run
+from genjax.runs.checkpoint import Checkpointer
+from genjax.training.step import TrainState, make_epoch, make_train_step
 
 STEPS_PER_EPOCH = 10  # 100 examples in batches of 10
 

@@ -1,4 +1,4 @@
-"""genjax.sweep: K VAEs in one vmapped program, with the presets' rbg keys and the real VAE step."""
+"""genjax.training.sweep: K VAEs in one vmapped program, with the presets' rbg keys and the real VAE step."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import prng, sweep, vae
-from genjax.checkpoint import Checkpointer
-from genjax.fit import fit
+from genjax import prng
+from genjax.devices import data_mesh, replicate
 from genjax.models.mlp_vae import VAE
-from genjax.presets import PRESETS, make_optimizer
-from genjax.train import TrainState, data_mesh, epoch_key, make_epoch, replicate
+from genjax.objectives import vae
+from genjax.presets import PRESETS
+from genjax.recipes import vae as vae_recipe
+from genjax.runs.checkpoint import Checkpointer
+from genjax.runs.fit import fit
+from genjax.training import sweep
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, epoch_key, make_epoch
 
 MODEL = VAE(hidden=(32,), latent_dim=4, image_shape=(8, 8, 1), activation="leaky_relu")
 BATCH, N = 32, 200
@@ -34,7 +39,7 @@ def images(seed=1):
     return {"image": jax.random.randint(jax.random.key(seed), (N, 8, 8, 1), 0, 256).astype(jnp.uint8)}
 
 
-STEP_FOR = vae.make_vae_step(MODEL, "bernoulli", "stochastic", "adam", STEPS)
+STEP_FOR = vae_recipe.make_vae_step(MODEL, "bernoulli", "stochastic", "adam", STEPS)
 HPARAMS = [dict(lr=1e-3, beta=0.5, kl_warmup_epochs=0), dict(lr=3e-3, beta=1.0, kl_warmup_epochs=2),
            dict(lr=1e-2, beta=2.0, kl_warmup_epochs=0)]
 
@@ -111,7 +116,7 @@ def test_a_diverging_model_is_contained_and_reported(tmp_path):
                      progress=False)
     ckpt.close()
     assert history[0]["train_alive"] == 1.0 and np.isnan(history[0]["train_loss_1"])
-    from genjax.fit import NonFiniteLoss
+    from genjax.runs.fit import NonFiniteLoss
     s = replicate(sweep.stack([state(1)], [bad]), mesh)
     with pytest.raises(NonFiniteLoss):
         ckpt = Checkpointer(tmp_path / "ckpt2")

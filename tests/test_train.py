@@ -8,10 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from genjax import data, vae
+from genjax import data
+from genjax.devices import data_mesh, replicate
 from genjax.models.mlp_vae import VAE
-from genjax.train import (TrainState, data_mesh, epoch_key, make_epoch, make_train_step, masked_mean, num_batches,
-                          replicate)
+from genjax.objectives import vae
+from genjax.objectives.losses import masked_mean
+from genjax.training.step import TrainState, epoch_key, make_epoch, make_train_step, num_batches
 
 BATCH = 128
 NUM_TRAIN = 12800  # 100 batches of 128

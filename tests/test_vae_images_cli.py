@@ -9,13 +9,15 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import TESTS_DIR, numbers_only, read_history, read_metrics, script_json_on_devices
-from tfds_mocks import mock_tfds
 
-from genjax import checkpoint, run, vae
+from conftest import TESTS_DIR, numbers_only, read_history, read_metrics, script_json_on_devices
+from genjax.objectives import vae
+from genjax.presets import CELEBA_VAE_PRESETS
 from genjax.recipes.vae import make_model
-from genjax.presets import CELEBA_VAE_PRESETS, make_optimizer
-from genjax.train import TrainState
+from genjax.runs import checkpoint, run
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState
+from tfds_mocks import mock_tfds
 
 FAST = ("--batch-size", "8", "--iwae-k", "4", "--num-samples", "16", "--no-progress")
 PNGS = ("samples.png", "reconstructions.png", "interpolation.png", "elbo.png")
@@ -134,7 +136,7 @@ import json, os, sys
 sys.path.insert(0, {str(TESTS_DIR)!r})
 os.environ["GENJAX_CACHE_DIR"] = {str(tmp_path / "cache")!r}
 from tfds_mocks import mock_tfds
-from genjax import run
+from genjax.runs import run
 from experiments import vae_celeba
 argv = ["--out", {str(tmp_path / "out")!r}, "--data-dir", {str(tmp_path / "tfds")!r}, "--epochs", "1", *{FAST!r}]
 with mock_tfds(num_examples=16):

@@ -37,8 +37,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.losses import reparameterize
 from genjax.models.conv_ae import ConvDecoder, ConvEncoder, flatten_leading
+from genjax.models.gaussian import reparameterize
 
 SEED_ARCHITECTURES = {
     "seed003": dict(image_shape=(28, 28, 1), features=(32, 64, 128), latent_dim=128),

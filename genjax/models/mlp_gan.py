@@ -2,7 +2,7 @@
 
 G: z (20) -> 400 GELU -> 784 sigmoid, an image in [0, 1]. D: 784 -> 400 GELU -> 1,
 returning the **logit** of D(x): the seed's ``Sigmoid`` + ``BCELoss`` becomes the
-stable BCE-from-logits form in :mod:`genjax.losses`.
+stable BCE-from-logits form in :mod:`genjax.objectives.losses`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The encoder maps a flattened image to the mean and log-variance of
 q(z|x) = N(mu, diag exp(log_var)); the decoder maps z to one logit per pixel.
-Likelihoods and losses live in :mod:`genjax.losses`, not here.
+Likelihoods and losses live in :mod:`genjax.objectives.losses`, not here.
 
 With ``num_classes`` > 0 it is a conditional VAE (Sohn et al. 2015; seed 003's
 exercise 3): a one-hot label ``cond`` is concatenated to the encoder's input
@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.losses import reparameterize
+from genjax.models.gaussian import reparameterize
 from genjax.models.layers import ACTIVATIONS, dense
 
 
@@ -81,7 +81,7 @@ class VAE(nn.Module):
     image_shape: Sequence[int] = (28, 28, 1)
     activation: str = "relu"
     num_classes: int = 0  # > 0: conditional on a one-hot label (``cond``, shape (..., num_classes))
-    output = "sigmoid"  # the seeds' decoder nonlinearity, here the likelihood's (genjax.vae.decoder_mean)
+    output = "sigmoid"  # the seeds' decoder nonlinearity, here the likelihood's (genjax.objectives.vae.decoder_mean)
 
     def setup(self):
         self.encoder = MLPEncoder(self.hidden, self.latent_dim, self.activation)

@@ -11,9 +11,9 @@ The same parameters serve both passes:
   exact likelihood). The first layer's input projection is a lookup in the
   3-row table ``E W_ih + b`` (three tokens), so the only per-step matmul is the
   recurrent one, and the head is applied inside the top layer's loop; see
-  :mod:`genjax.lstm`.
+  :mod:`genjax.models.lstm`.
 * :meth:`PixelRNN.step` — one time step for B sequences, for the sampler's
-  ``lax.scan`` (:mod:`genjax.pixelrnn`).
+  ``lax.scan`` (:mod:`genjax.objectives.pixelrnn`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax import lstm
+from genjax.models import lstm
 from genjax.models.layers import torch_uniform
 
 START = 2  # the start token; pixels are 0 and 1

@@ -1,5 +1,5 @@
 r"""The autoencoder recipe: seed 003's MLP AE, seed 004's conv AE and seed 001's fully
-convolutional one, plain or denoising (``noise`` > 0). The objective is :mod:`genjax.autoencoder`.
+convolutional one, plain or denoising (``noise`` > 0). The objective is :mod:`genjax.objectives.autoencoder`.
 
     ae = genjax.Autoencoder.from_preset("seed003").fit(images, epochs=5)
     z = ae.encode(images); x_hat = ae.reconstruct(images)       # codes; (N, H, W, C) in [0, 1]
@@ -12,15 +12,37 @@ Test metrics: ``loss`` (the training error), per-pixel ``mse`` and ``psnr``; wit
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import autoencoder, data, inputs
+from genjax import data
+from genjax.data import inputs
+from genjax.devices import replicate
 from genjax.errors import UsageError
-from genjax.presets import AE_PRESETS, AEConfig, make_optimizer
+from genjax.objectives import autoencoder
+from genjax.presets import AE_PRESETS, AEConfig
 from genjax.recipes.base import Recipe, take
-from genjax.train import TrainState, replicate
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, make_train_step
+
+HYPERPARAMETERS = ("lr", "noise")  # what a sweep may vary per model in one program
+
+
+def make_ae_step(model: nn.Module, recon: str, pixels: str, optimizer: str):
+    """``step_for(hp)``: the training step of :func:`make_ae_loss` with ``hp = {"lr", "noise"}``
+    (numbers, or traced scalars inside a :mod:`genjax.training.sweep`)."""
+
+    def step_for(hp: dict):
+        return make_train_step(autoencoder.make_ae_loss(model, recon, pixels, hp["noise"]), make_optimizer(optimizer, hp["lr"]))
+
+    return step_for
+
+
+def hyperparameters(config) -> dict:
+    """A config's :data:`HYPERPARAMETERS` as the dict :func:`make_ae_step` takes."""
+    return {name: getattr(config, name) for name in HYPERPARAMETERS}
 
 
 class Autoencoder(Recipe):
@@ -68,7 +90,7 @@ class Autoencoder(Recipe):
 
     def train_step(self, steps_per_epoch: int):
         c = self.config
-        return autoencoder.make_ae_step(self.model, c.recon, c.pixels, c.optimizer)(autoencoder.hyperparameters(c))
+        return make_ae_step(self.model, c.recon, c.pixels, c.optimizer)(hyperparameters(c))
 
     def test_pixels(self, test: data.ImageSet):
         return data.fixed_eval_pixels(test.images, self.config.pixels)
@@ -123,4 +145,4 @@ class Autoencoder(Recipe):
                                              self.image_shape, mean, chol), n)
 
 
-__all__ = ["Autoencoder"]
+__all__ = ["HYPERPARAMETERS", "Autoencoder", "hyperparameters", "make_ae_step"]

@@ -2,7 +2,7 @@
 save, and the model card :func:`genjax.load` reads back.
 
 A recipe is one model family's whole life cycle behind a small object: a frozen config
-dataclass, the image shape it was built for and, once trained, its :class:`~genjax.train.TrainState`
+dataclass, the image shape it was built for and, once trained, its :class:`~genjax.training.step.TrainState`
 and per-epoch history. A family supplies five pieces (its module, initial state, train step,
 training data and test evaluation); this class turns them into the one compiled epoch and the
 loop every entry point uses: the CLI scripts (``experiments/``), the benchmarks and the Python API.
@@ -22,12 +22,14 @@ from typing import Callable, ClassVar
 import jax
 import numpy as np
 
-from genjax import data, inputs, prng
-from genjax.checkpoint import Checkpointer
+from genjax import data, prng
+from genjax.data import inputs
+from genjax.devices import data_mesh, is_main_process, replicate
 from genjax.errors import UsageError
-from genjax.fit import fit as fit_epochs, write_json_atomic
-from genjax.train import (TrainState, data_mesh, fast_compiler_options, is_main_process, make_epoch, num_batches,
-                          replicate)
+from genjax.runs.checkpoint import Checkpointer
+from genjax.runs.files import write_json_atomic
+from genjax.runs.fit import fit as fit_epochs
+from genjax.training.step import TrainState, fast_compiler_options, make_epoch, num_batches
 
 MODEL_CARD = "model.json"  # family, config, image shape and checkpoint folder of a saved or trained model
 
@@ -183,7 +185,7 @@ class Recipe:
         test = None if test_images is None else recipe.image_set(test_images, test_labels, "test_images")
         run = None
         if out is not None:
-            from genjax import run as run_lifecycle  # the run directory's lifecycle (flags, resume checks)
+            from genjax.runs import run as run_lifecycle  # the run directory's lifecycle (resume checks)
 
             args = argparse.Namespace(out=Path(out), resume=resume, no_progress=not progress)
             run = run_lifecycle.Run(args, recipe.config, resumable=recipe.resumable)
@@ -194,9 +196,9 @@ class Recipe:
     def train(self, train: data.ImageSet, test: data.ImageSet | None = None, run=None, mesh=None,
               name: str | None = None, progress: bool = True, primary: bool = True,
               evaluate: Callable[[TrainState], dict] | None = None):
-        """The one training path (the CLI scripts enter here with their :class:`genjax.run.Run`):
+        """The one training path (the CLI scripts enter here with their :class:`genjax.runs.run.Run`):
         the initial state from the seed, the compiled epoch over ``mesh`` (every device by
-        default), and :func:`genjax.fit.fit`, checkpointed into ``run``'s directory when given
+        default), and :func:`genjax.runs.fit.fit`, checkpointed into ``run``'s directory when given
         (``name``: a subfolder, for a run that trains several models; ``primary``: its model card
         also at the run's top, for :func:`genjax.load`). ``evaluate`` replaces the family's test
         metrics (e.g. an anomaly detector's AUROC). Returns the trained recipe."""
@@ -245,7 +247,7 @@ class Recipe:
             raise ValueError(f"{directory} is not empty: save into a new or empty directory")
         directory.mkdir(parents=True, exist_ok=True)
         if is_main_process():
-            from genjax.run import MARKER
+            from genjax.runs.run import MARKER
 
             (directory / MARKER).write_text(json.dumps({"config": dataclasses.asdict(self.config)}) + "\n")
         ckpt = Checkpointer(directory / "checkpoints", asynchronous=False)

@@ -1,5 +1,5 @@
 r"""The GAN recipe: seed 000's MLP GAN and the DCGAN, G and D trained in one alternating step
-(:mod:`genjax.gan`). Images are x/255 in [0, 1], as the seed's ``ToTensor``.
+(:mod:`genjax.objectives.gan`). Images are x/255 in [0, 1], as the seed's ``ToTensor``.
 
     gan = genjax.GAN.from_preset("seed000").fit(images, epochs=5)
     x = gan.sample(16, key=0)                       # (16, H, W, C) in [0, 1]
@@ -15,12 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import data, gan, inputs, prng
+from genjax import data, prng
+from genjax.data import inputs
+from genjax.devices import replicate
 from genjax.errors import UsageError
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
+from genjax.objectives import gan
 from genjax.presets import GAN_PRESETS, GANConfig
 from genjax.recipes.base import Recipe, take
-from genjax.train import TrainState, replicate
+from genjax.training import adversarial
+from genjax.training.step import TrainState
 
 DCGAN_SIZE = (28, 28)  # the DCGAN's G draws 7x7 maps and doubles them twice
 
@@ -57,14 +61,14 @@ class GAN(Recipe):
 
     def init_state(self) -> TrainState:
         gen, disc = self.models
-        tx_g, tx_d = gan.build_optimizers(self.config)
-        return gan.init_state(gen, disc, tx_g, tx_d, self.keys()["init"], self.config.latent_dim, self.image_shape,
+        tx_g, tx_d = adversarial.build_optimizers(self.config)
+        return adversarial.init_state(gen, disc, tx_g, tx_d, self.keys()["init"], self.config.latent_dim, self.image_shape,
                               self.config.d_grad_leak)
 
     def train_step(self, steps_per_epoch: int):
         c, (gen, disc) = self.config, self.models
-        tx_g, tx_d = gan.build_optimizers(c)
-        return gan.make_gan_step(gen, disc, tx_g, tx_d, c.latent_dim, c.g_loss, c.d_grad_leak)
+        tx_g, tx_d = adversarial.build_optimizers(c)
+        return adversarial.make_gan_step(gen, disc, tx_g, tx_d, c.latent_dim, c.g_loss, c.d_grad_leak)
 
     def make_evaluate(self, test: data.ImageSet | None, mesh):
         if test is None:

@@ -1,6 +1,6 @@
 r"""The PixelRNN recipe: seed 000's LSTM over the raster of a threshold-binarized image
 (x/255 > 0.5), an exact likelihood \log p(x) = \sum_t \log p(x_t | x_{<t}). The objective,
-sampler and completion are :mod:`genjax.pixelrnn`.
+sampler and completion are :mod:`genjax.objectives.pixelrnn`.
 
     rnn = genjax.PixelRNN.from_preset("seed000", hidden=128).fit(images, epochs=2)
     rnn.nll(test_images), rnn.bits_per_dim(test_images)     # nats per image, bits per pixel
@@ -18,11 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import data, inputs, losses, pixelrnn
+from genjax import data
+from genjax.data import inputs
+from genjax.devices import data_mesh, replicate
 from genjax.models.pixel_rnn import PixelRNN as PixelRNNModule
-from genjax.presets import PIXELRNN_PRESETS, PixelRNNConfig, make_optimizer
+from genjax.objectives import losses, pixelrnn
+from genjax.presets import PIXELRNN_PRESETS, PixelRNNConfig
 from genjax.recipes.base import Recipe, take
-from genjax.train import TrainState, data_mesh, make_train_step, replicate
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, make_train_step
 
 
 class PixelRNN(Recipe):

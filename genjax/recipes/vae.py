@@ -1,5 +1,5 @@
 r"""The VAE recipe: every VAE of the library (MLP, convolutional, conditional, any likelihood),
-built, trained, evaluated, sampled and saved in one place. The objective is :mod:`genjax.vae`.
+built, trained, evaluated, sampled and saved in one place. The objective is :mod:`genjax.objectives.vae`.
 
     vae = genjax.VAE.from_preset("seed002").fit(images, epochs=5)   # uint8 or [0, 1] floats
     x = vae.sample(16, key=0)                                        # (16, H, W, C) in [0, 1]
@@ -9,10 +9,10 @@ Test metrics, per image (nats, summed over sub-pixels; one z per image):
 
 * ``loss`` = recon + \beta KL (the objective at \beta, without warm-up), ``recon``, ``kl``;
 * ``mse``: \sum_i (x_i - \hat x_i)^2 of the same reconstructions, in [0, 1] units
-  (:func:`genjax.vae.squared_error`: the seeds' MSE scale, comparable across likelihoods);
-* where the likelihood is one (:func:`genjax.vae.reports_likelihood`): ``neg_elbo``, and at the
+  (:func:`genjax.objectives.vae.squared_error`: the seeds' MSE scale, comparable across likelihoods);
+* where the likelihood is one (:func:`genjax.objectives.vae.reports_likelihood`): ``neg_elbo``, and at the
   end ``nll_iwae`` (``iwae_k`` importance samples); for the discretized logistic both also in
-  bits per sub-pixel (:func:`genjax.losses.bits_per_dim`).
+  bits per sub-pixel (:func:`genjax.objectives.losses.bits_per_dim`).
 
 A config with ``train_on_test`` (seed 004) trains on the training and test splits together, as
 its seed does: its test numbers are then on training data (``test_split_in_training``).
@@ -25,24 +25,58 @@ import dataclasses
 import time
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import cli, data, inputs, latent, losses, plots, run, vae
+from genjax import data
+from genjax.data import inputs
+from genjax.devices import data_mesh, replicate
 from genjax.errors import UsageError
+from genjax.evaluation import plots
 from genjax.models import mlp_vae
 from genjax.models.conv_vae import SEED_ARCHITECTURES, ConvVAE
-from genjax.presets import (CELEBA_VAE_PRESETS, CIFAR10_VAE_PRESETS, CONV_VAE_MNIST_PRESETS, CVAE_PRESETS, PRESETS,
-                            VAEConfig, make_optimizer)
+from genjax.objectives import latent, losses, vae
+from genjax.presets import (
+    CELEBA_VAE_PRESETS,
+    CIFAR10_VAE_PRESETS,
+    CONV_VAE_MNIST_PRESETS,
+    CVAE_PRESETS,
+    PRESETS,
+    VAEConfig,
+)
 from genjax.recipes.base import Recipe, take
-from genjax.train import TrainState, data_mesh, replicate
+from genjax.runs import cli, run
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState, make_train_step
 
 FLOAT_BUDGET = 1 << 22  # floats per image chunk in evaluation and sampling (bounded memory, same values)
 
 # Every VAE preset under one unique name (the CLI scripts' names, the conv ones prefixed).
 VAE_PRESETS = {**PRESETS, **CVAE_PRESETS, **{f"conv_{k}": v for k, v in CONV_VAE_MNIST_PRESETS.items()},
                **{f"cifar10_{k}": v for k, v in CIFAR10_VAE_PRESETS.items()}, **CELEBA_VAE_PRESETS}
+
+
+HYPERPARAMETERS = ("lr", "beta", "kl_warmup_epochs")  # what a sweep may vary per model in one program
+
+
+def make_vae_step(model: nn.Module, likelihood: str, pixels: str, optimizer: str, steps_per_epoch: int):
+    """``step_for(hp)``: the training step (:func:`genjax.training.step.make_train_step`) of the
+    VAE loss with hyperparameters ``hp = {"lr", "beta", "kl_warmup_epochs"}`` (numbers,
+    or traced scalars inside a sweep). The optimizer's state does not depend on the
+    learning rate, so one ``tx.init`` serves every rate."""
+
+    def step_for(hp: dict):
+        loss_fn = vae.make_vae_loss(model, likelihood, pixels, hp["beta"], hp["kl_warmup_epochs"], steps_per_epoch)
+        return make_train_step(loss_fn, make_optimizer(optimizer, hp["lr"]))
+
+    return step_for
+
+
+def hyperparameters(config) -> dict:
+    """A config's :data:`HYPERPARAMETERS` as the dict :func:`make_vae_step` takes."""
+    return {name: getattr(config, name) for name in HYPERPARAMETERS}
 
 
 def make_model(config: VAEConfig, image_shape) -> mlp_vae.VAE | ConvVAE:
@@ -114,12 +148,28 @@ class VAE(Recipe):
         return TrainState.create(params, tx, keys["state"], model_state=model_state)
 
     def train_step(self, steps_per_epoch: int):
-        c = self.config
-        step_for = vae.make_vae_step(self.model, c.likelihood, c.pixels, c.optimizer, steps_per_epoch)
-        return step_for(vae.hyperparameters(c))
+        return self.step_for(steps_per_epoch)(hyperparameters(self.config))
 
     def train_data(self, train: data.ImageSet) -> dict:
         return {"image": train.images, **({"label": train.labels} if self.conditional else {})}
+
+    @classmethod
+    def fit_many(cls, recipes, images, labels=None, *, epochs: int | None = None, test_images=None,
+                 test_labels=None, progress: bool = True) -> list:
+        """Train several VAEs at once: recipes that differ only in ``lr``, ``beta``,
+        ``kl_warmup_epochs`` or ``seed`` run as one vmapped program on shared batches
+        (:mod:`genjax.recipes.sweep`); others as one program per group. Each returned VAE is the one
+        ``recipe.fit`` would make, but for the batch order (the first recipe's)."""
+        from genjax.recipes.sweep import train_many
+
+        recipes = [r if epochs is None else r._replace(config=dataclasses.replace(r.config, epochs=epochs))
+                   for r in recipes]
+        if not recipes or not all(isinstance(r, cls) for r in recipes):
+            raise ValueError(f"fit_many takes a non-empty list of {cls.__name__} recipes")
+        first = recipes[0]
+        train = first.image_set(images, labels)
+        test = None if test_images is None else first.image_set(test_images, test_labels, "test_images")
+        return train_many(recipes, train, test, progress=progress)
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -142,20 +192,31 @@ class VAE(Recipe):
         """(pixels, one-hot labels or None) of a test set (:meth:`test_pixels`)."""
         return self.test_pixels(test), self._cond(test.labels)
 
+    def test_metrics(self, x_test: jax.Array, cond: jax.Array | None, mesh):
+        """``metrics(params, model_state, key, beta) -> dict``: the test metrics of the module
+        docstring on pixels ``x_test`` (one z per image, image i from ``split(key, N)[i]``); a pure
+        function of its arguments, so a sweep vmaps it over K models' parameters, keys and betas."""
+        c, model, reports = self.config, self.model, self.reports_likelihood
+
+        def metrics(params, model_state, key: jax.Array, beta) -> dict:
+            m = vae.evaluate(model, params, x_test, key, c.likelihood, self.chunk, mesh, cond=cond,
+                             model_state=model_state, mse=True)
+            out = {"loss": m["recon"] + beta * m["kl"], "recon": m["recon"], "kl": m["kl"], "mse": m["mse"]}
+            return {**out, "neg_elbo": m["neg_elbo"]} if reports else out
+
+        return metrics
+
     def make_evaluate(self, test: data.ImageSet | None, mesh):
         if test is None:
             return lambda state: {}
-        c, model = self.config, self.model
         x_test, cond = replicate(self.eval_arrays(test), mesh)
-        key = self.keys()["eval"]
+        metrics, key, beta = self.test_metrics(x_test, cond, mesh), self.keys()["eval"], self.config.beta
+        return lambda state: metrics(state.params, state.model_state, key, beta)
 
-        def evaluate(state: TrainState) -> dict:
-            m = vae.evaluate(model, state.params, x_test, key, c.likelihood, self.chunk, mesh, cond=cond,
-                             model_state=state.model_state, mse=True)
-            out = {"loss": m["recon"] + c.beta * m["kl"], "recon": m["recon"], "kl": m["kl"], "mse": m["mse"]}
-            return {**out, "neg_elbo": m["neg_elbo"]} if self.reports_likelihood else out
-
-        return evaluate
+    def step_for(self, steps_per_epoch: int):
+        """``step_for(hp)``: the train step at hyperparameters ``hp`` (:func:`make_vae_step`)."""
+        c = self.config
+        return make_vae_step(self.model, c.likelihood, c.pixels, c.optimizer, steps_per_epoch)
 
     def _eval_set(self, images, labels):
         x = self.image_set(images, labels)
@@ -181,10 +242,18 @@ class VAE(Recipe):
                              "to bound: use likelihood='bernoulli' with pixels='threshold', or 'discretized_logistic'")
         x, cond = self._eval_set(images, labels)
         k = self.config.iwae_k if k is None else inputs.as_count(k, "k")
-        key = jax.random.fold_in(self.keys()["eval"], 1) if key is None else inputs.as_key(key, self.config.prng)
-        s = self._need_state()
-        return float(vae.iwae_nll(self.model, s.params, x, key, k, vae.iwae_chunk_size(k, x[0].size), cond=cond,
-                                  likelihood=self.config.likelihood, model_state=s.model_state)["nll_iwae"])
+        key = None if key is None else inputs.as_key(key, self.config.prng)
+        return float(self.iwae_bound(x, cond, k, key)["nll_iwae"])
+
+    def iwae_bound(self, x: jax.Array, cond: jax.Array | None = None, k: int | None = None, key=None,
+                   mesh=None) -> dict:
+        """:func:`genjax.objectives.vae.iwae_nll` of the trained model on pixels ``x`` (``k``: the
+        config's ``iwae_k`` by default; ``key``: ``fold_in(eval key, 1)`` by default), on the host."""
+        c, s = self.config, self._need_state()
+        k = c.iwae_k if k is None else k
+        key = jax.random.fold_in(self.keys()["eval"], 1) if key is None else key
+        return jax.device_get(vae.iwae_nll(self.model, s.params, x, key, k, vae.iwae_chunk_size(k, x[0].size), mesh,
+                                           cond=cond, likelihood=c.likelihood, model_state=s.model_state))
 
     def final_metrics(self, test: data.ImageSet, mesh=None, train_images: int | None = None) -> dict:
         """metrics.json's VAE fields: the final test metrics (the last epoch's), and for a
@@ -201,10 +270,7 @@ class VAE(Recipe):
         if self.reports_likelihood:
             x_test, cond = self.eval_arrays(test)
             t0 = time.perf_counter()
-            iw = jax.device_get(vae.iwae_nll(
-                self.model, s.params, x_test, jax.random.fold_in(self.keys()["eval"], 1), c.iwae_k,
-                vae.iwae_chunk_size(c.iwae_k, x_test[0].size), mesh, cond=cond, likelihood=c.likelihood,
-                model_state=s.model_state))
+            iw = self.iwae_bound(x_test, cond, mesh=mesh)
             metrics.update(test_nll_iwae=float(iw["nll_iwae"]), test_neg_elbo_k_samples=float(iw["neg_elbo"]),
                            iwae_k=c.iwae_k, iwae_seconds=round(time.perf_counter() - t0, 3))
             if c.likelihood == vae.DISCRETIZED_LOGISTIC:
@@ -331,7 +397,7 @@ def add_flags(p: argparse.ArgumentParser, presets: dict) -> None:
 
 
 def config_from_args(args: argparse.Namespace, presets: dict) -> VAEConfig:
-    """:func:`genjax.run.config_from_args`, with pixels that suit the likelihood: a likelihood
+    """:func:`genjax.runs.run.config_from_args`, with pixels that suit the likelihood: a likelihood
     given without ``--pixels`` brings its own mode when the preset's does not suit it (the
     discretized logistic: signed); a mode given that does not suit it is refused."""
     config = run.config_from_args(args, presets)
@@ -354,7 +420,7 @@ def training_set(config: VAEConfig, train: data.ImageSet, test: data.ImageSet) -
 
 
 def cli_run(args: argparse.Namespace, presets: dict, after=None) -> dict:
-    """The whole run of a VAE script, in the lifecycle's order (``genjax.run``): config, run
+    """The whole run of a VAE script, in the lifecycle's order (``genjax.runs.run``): config, run
     directory, data, :meth:`VAE.train` checkpointed after each epoch, the final evaluation and
     IWAE bound, pictures and samples (one process), metrics.json last. ``after(recipe, train, test,
     metrics, run)`` adds a script's own results (before metrics.json)."""
@@ -373,4 +439,12 @@ def cli_run(args: argparse.Namespace, presets: dict, after=None) -> dict:
     return r.finish(metrics, trained.history)
 
 
-__all__ = ["VAE", "VAE_PRESETS", "add_flags", "cli_run", "config_from_args", "make_model", "training_set"]
+def cli_script(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str):
+    """(parser, experiment) of a VAE script: the shared run flags, the VAE's flags and :func:`cli_run`."""
+    parser = run.parser(doc, prog, default_out, presets, default_preset)
+    add_flags(parser, presets)
+    return parser, lambda args: cli_run(args, presets)
+
+
+__all__ = ["HYPERPARAMETERS", "VAE", "VAE_PRESETS", "add_flags", "cli_run", "cli_script", "config_from_args", "hyperparameters", "make_model",
+           "make_vae_step", "training_set"]

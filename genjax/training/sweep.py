@@ -1,18 +1,18 @@
 r"""K models in one compiled program: ``jax.vmap`` over stacked states, on shared batches.
 
-A :class:`Sweep` is K :class:`~genjax.train.TrainState`\ s stacked on a leading
+A :class:`Sweep` is K :class:`~genjax.training.step.TrainState`\ s stacked on a leading
 axis, with each model's scalar hyperparameters (learning rate, \beta, KL warm-up,
 noise level ...) beside them, also stacked. :func:`make_sweep_step` turns a
-family of steps, ``make_step(hp) -> step`` (e.g. :func:`genjax.vae.make_vae_step`),
+family of steps, ``make_step(hp) -> step`` (e.g. :func:`genjax.recipes.vae.make_vae_step`),
 into one ``step(sweep, batch) -> (sweep, metrics)`` that runs the K steps as one
-vmapped program on the same batch; :func:`genjax.train.make_epoch`, :func:`genjax.fit.fit`
+vmapped program on the same batch; :func:`genjax.training.step.make_epoch`, :func:`genjax.runs.fit.fit`
 and the checkpointer take it unchanged, so a sweep is sharded over the mesh,
 checkpointed and resumed exactly like one model.
 
 * Each model's randomness is its own: every draw goes through :mod:`genjax.prng`,
   which keeps ``vmap`` over keys per-key for every key implementation (the
   presets' ``rbg`` included), so model k draws what it would draw alone.
-* The metrics are per model, ``{name}_{k}`` (what :func:`genjax.fit.fit` writes as
+* The metrics are per model, ``{name}_{k}`` (what :func:`genjax.runs.fit.fit` writes as
   ``train_{name}_{k}`` columns), never averaged over models; ``loss`` is the mean
   over the models still training (what ``fit`` checks and shows) and ``alive``
   their number.
@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.train import StepFn, TrainState
+from genjax.training.step import StepFn, TrainState
 
 
 @flax.struct.dataclass

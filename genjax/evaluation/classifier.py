@@ -23,11 +23,12 @@ import numpy as np
 import optax
 
 from genjax import data
+from genjax.devices import data_mesh, map_in_chunks, replicate
 from genjax.errors import UsageError
-from genjax.fit import write_bytes_atomic, write_json_atomic
 from genjax.models.digit_cnn import DigitCNN
-from genjax.train import (TrainState, data_mesh, epoch_key, fast_compiler_options, make_epoch, make_train_step,
-                          map_in_chunks, masked_mean, num_batches, replicate)
+from genjax.objectives.losses import masked_mean
+from genjax.runs.files import write_bytes_atomic, write_json_atomic
+from genjax.training.step import TrainState, epoch_key, fast_compiler_options, make_epoch, make_train_step, num_batches
 
 TRAIN_COMMAND = "python -m experiments.mnist_classifier"
 PARAMS_FILE, INFO_FILE = "params.msgpack", "info.json"

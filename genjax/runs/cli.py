@@ -98,7 +98,7 @@ def widths(name: str):
 def check_writable(out: Path) -> Path:
     """Prove that ``out`` can be written, before any work, creating nothing: a probe file is
     written and removed in ``out`` or, where ``out`` does not exist yet, in its nearest existing
-    folder. The run creates ``out`` when it starts writing (:class:`genjax.run.Run`), so a run
+    folder. The run creates ``out`` when it starts writing (:class:`genjax.runs.run.Run`), so a run
     refused before that leaves no directory behind."""
     out = Path(out).expanduser().resolve()
     existing = next(p for p in (out, *out.parents) if p.exists())

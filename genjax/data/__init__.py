@@ -1,8 +1,10 @@
-"""Image datasets from tensorflow-datasets, as in-memory uint8 arrays.
+"""Image datasets from tensorflow-datasets, as in-memory uint8 arrays (this module), their
+preprocessing (:mod:`genjax.data.preprocess`) and the checks on users' own arrays
+(:mod:`genjax.data.inputs`).
 
 Reading goes through ``tfds.data_source`` (array_record files; no TensorFlow
 needed), record by record into one preallocated array, with an optional
-:class:`~genjax.preprocess.Preprocess` (centre crop, resize) applied to each
+:class:`~genjax.data.preprocess.Preprocess` (centre crop, resize) applied to each
 record as it is decoded. Decoded arrays are cached as ``.npz`` under a key that
 includes the preprocessing, so a second run starts in seconds. Preparing a
 fresh download needs TensorFlow (the ``prepare`` extra) and network; without
@@ -15,7 +17,7 @@ floats inside the compiled step, in one of four modes:
 
 * ``float``      x / 255, in [0, 1];
 * ``signed``     x / 127.5 - 1, in [-1, 1] (for a tanh decoder, and the bins of
-  :func:`genjax.losses.discretized_logistic_log_likelihood`);
+  :func:`genjax.objectives.losses.discretized_logistic_log_likelihood`);
 * ``threshold``  1[x / 255 > 0.5] (the binarization of seeds 000 and 002);
 * ``stochastic`` a fresh Bernoulli(x / 255) draw each time it is called
   (each step of each epoch gets its own key).
@@ -40,8 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import prng
+from genjax.data.preprocess import Preprocess
 from genjax.errors import UsageError
-from genjax.preprocess import Preprocess
 
 PIXEL_MODES = ("float", "signed", "threshold", "stochastic")
 UNIT_PIXEL_MODES = tuple(m for m in PIXEL_MODES if m != "signed")  # pixels in [0, 1] (sigmoid decoders)
@@ -52,7 +54,7 @@ BINARIZATION = {
     "threshold": "threshold (x/255 > 0.5)",
     "stochastic": "stochastic (Bernoulli(x/255) each step; test set: one fixed draw, key 0)",
 }
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # genjax/data/__init__.py -> the checkout
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "tensorflow_datasets"
 DECODE_BATCH = 256  # records asked of the source at once (__getitems__)
 NO_PREPROCESS = Preprocess()  # the images as stored

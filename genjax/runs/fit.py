@@ -1,7 +1,7 @@
 """The epoch loop around a compiled epoch: timing, evaluation, history, checkpoints.
 
-Model-agnostic: it sees a :class:`~genjax.train.TrainState`, a compiled
-``epoch(state, data, key)`` from :func:`genjax.train.make_epoch`, and an
+Model-agnostic: it sees a :class:`~genjax.training.step.TrainState`, a compiled
+``epoch(state, data, key)`` from :func:`genjax.training.step.make_epoch`, and an
 ``evaluate(state) -> dict`` callback. After each epoch it appends a history row,
 checkpoints (orbax, atomic) and rewrites ``history.csv``. A non-finite training
 loss stops the run before that epoch is saved, so the last checkpoint is good.
@@ -9,9 +9,6 @@ loss stops the run before that epoch is saved, so the last checkpoint is good.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,36 +17,15 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from genjax.checkpoint import Checkpointer
+from genjax.devices import is_main_process
 from genjax.errors import RunStopped
-from genjax.train import TrainState, epoch_key, is_main_process
+from genjax.runs.checkpoint import Checkpointer
+from genjax.runs.files import write_history_csv
+from genjax.training.step import TrainState, epoch_key
 
 
 class NonFiniteLoss(RunStopped):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def write_bytes_atomic(path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` through a temporary file beside it and a rename: a reader sees
-    the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def write_history_csv(path: Path, history: list[dict]) -> None:
-    if not history:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def fit(

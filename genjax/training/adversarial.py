@@ -1,9 +1,10 @@
-r"""The GAN family: a generator G and a discriminator D trained in one alternating step.
+r"""The GAN's training step: a generator G and a discriminator D updated in turn, in one jitted step
+(their models and losses: :mod:`genjax.objectives.gan`).
 
 Per step, on a batch x of real images and fresh noise z ~ N(0, I):
 
 1. D's update on  L_D = E_x[BCE(D(x), 1)] + E_z[BCE(D(sg(G(z))), 0)]  (sg: stop-gradient,
-   G is not moved by D's loss; :func:`genjax.losses.discriminator_loss`);
+   G is not moved by D's loss; :func:`genjax.objectives.losses.discriminator_loss`);
 2. G's update against the *updated* D on  L_G = E_z[-\log D(G(z))]  (non-saturating, the
    seed's) or  E_z[\log(1 - D(G(z)))]  (saturating minimax), with new noise.
 
@@ -22,32 +23,18 @@ into D's next gradient. It is carried from step to step in ``model_state``.
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from genjax import losses, prng
+from genjax import prng
 from genjax.data import to_pixels
-from genjax.models.dcgan import DCDiscriminator, DCGenerator
-from genjax.models.mlp_gan import MLPDiscriminator, MLPGenerator
-from genjax.presets import make_optimizer
-from genjax.train import TrainState, map_in_chunks, masked_mean
-
-GENERATOR_LOSSES = {"non_saturating": losses.generator_loss_non_saturating,
-                    "saturating": losses.generator_loss_saturating}
-
-
-def build_models(config, image_shape: tuple[int, int, int] = (28, 28, 1)) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of a :class:`genjax.presets.GANConfig` for images of ``image_shape``: the MLP pair
-    (any size), or the DCGAN (28 x 28, any channels) with D's ``d_norm``."""
-    if config.model == "dcgan":
-        return (DCGenerator(config.width, channels=int(image_shape[-1]), hidden=config.fc_hidden),
-                DCDiscriminator(config.width, config.d_norm, hidden=config.fc_hidden))
-    return MLPGenerator(config.width, tuple(int(n) for n in image_shape)), MLPDiscriminator(config.width)
+from genjax.objectives import losses
+from genjax.objectives.gan import GENERATOR_LOSSES
+from genjax.objectives.losses import masked_mean
+from genjax.training.optim import make_optimizer
+from genjax.training.step import TrainState
 
 
 def build_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
@@ -57,15 +44,10 @@ def build_optimizers(config) -> tuple[optax.GradientTransformation, optax.Gradie
             make_optimizer(config.optimizer, config.lr, config.b1))
 
 
-def generator_variables(state: TrainState) -> dict:
-    """G's Flax variables (parameters and, with BatchNorm, its running statistics)."""
-    return {"params": state.params["gen"], **state.model_state.get("gen", {})}
-
-
 def init_state(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation,
                tx_d: optax.GradientTransformation, key: jax.Array, latent_dim: int,
                image_shape: tuple[int, ...], d_grad_leak: bool = False) -> TrainState:
-    """A :class:`~genjax.train.TrainState` with params and opt_state ``{"gen", "disc"}``; G's
+    """A :class:`~genjax.training.step.TrainState` with params and opt_state ``{"gen", "disc"}``; G's
     mutable collections (if any) in ``model_state["gen"]``; the run key from ``key``."""
     k_gen, k_disc, k_state = jax.random.split(key, 3)
     g_vars = gen.init(k_gen, jnp.zeros((1, latent_dim)))
@@ -152,7 +134,7 @@ def make_g_update(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransform
 def make_gan_step(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransformation,
                   tx_d: optax.GradientTransformation, latent_dim: int, g_loss: str = "non_saturating",
                   d_grad_leak: bool = False):
-    """A pure ``step(state, batch) -> (state, metrics)`` for :func:`genjax.train.make_epoch`:
+    """A pure ``step(state, batch) -> (state, metrics)`` for :func:`genjax.training.step.make_epoch`:
     :func:`make_d_update`, then :func:`make_g_update` against the updated D, each with its
     own key from ``state.step_key()``; ``state.step`` advances by one. Metrics: ``d_loss``,
     ``g_loss``, ``d_real``, ``d_fake`` and ``loss`` = d_loss + g_loss (checked for NaN by ``fit``)."""
@@ -167,28 +149,3 @@ def make_gan_step(gen: nn.Module, disc: nn.Module, tx_g: optax.GradientTransform
         return state.replace(step=state.step + 1), {"loss": metrics["d_loss"] + metrics["g_loss"], **metrics}
 
     return step
-
-
-@functools.partial(jax.jit, static_argnames=("gen", "chunk"))
-def generate(gen: nn.Module, variables: dict, z: jax.Array, chunk: int = 1000) -> jax.Array:
-    """G(z) in evaluation mode (BatchNorm's running statistics), in chunks: images in [0, 1]."""
-    return map_in_chunks(lambda zc: gen.apply(variables, zc, train=False), z, chunk)
-
-
-def sample(gen: nn.Module, variables: dict, key: jax.Array, n: int, latent_dim: int) -> jax.Array:
-    """``n`` images G(z), z ~ N(0, I) drawn from ``key``."""
-    return generate(gen, variables, prng.normal(key, (n, latent_dim)))
-
-
-@functools.partial(jax.jit, static_argnames=("gen", "disc", "latent_dim"))
-def evaluate(gen: nn.Module, disc: nn.Module, state: TrainState, x_test: jax.Array, key: jax.Array,
-             latent_dim: int) -> dict[str, Any]:
-    """D and G on the test set against as many samples of G (evaluation mode) drawn from ``key``:
-    ``d_loss``, ``g_loss`` (non-saturating), ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z)).
-    D judges 1,000-image chunks (a BatchNorm D by each chunk's statistics)."""
-    fake = generate(gen, generator_variables(state), prng.normal(key, (x_test.shape[0], latent_dim)))
-    d = lambda x: map_in_chunks(lambda c: disc.apply({"params": state.params["disc"]}, c), x, 1000)  # noqa: E731
-    real_logits, fake_logits = d(x_test), d(fake)
-    d_loss = jnp.mean(losses.discriminator_loss(real_logits, fake_logits))
-    return {"loss": d_loss, "d_loss": d_loss, "g_loss": jnp.mean(losses.generator_loss_non_saturating(fake_logits)),
-            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}

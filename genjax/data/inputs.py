@@ -11,8 +11,8 @@ its pixels from bytes inside the compiled step (:func:`genjax.data.to_pixels`).
 
 from __future__ import annotations
 
-import numpy as np
 import jax
+import numpy as np
 
 CHANNELS = (1, 3)  # grey and colour
 

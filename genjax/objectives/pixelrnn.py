@@ -5,9 +5,9 @@ For a binary image x of T = H W pixels in raster order the model factorizes
     \log p(x) = \sum_{t=1}^T \log p(x_t | x_{<t}),   p(x_t = 1 | x_{<t}) = \sigma(l_t),
 
 an exact likelihood (no bound): per image it is
-:func:`genjax.losses.bernoulli_log_likelihood` of the teacher-forced logits.
+:func:`genjax.objectives.losses.bernoulli_log_likelihood` of the teacher-forced logits.
 Reported in nats per image and in bits per dimension, NLL / (T ln 2)
-(:func:`genjax.losses.bits_per_dim`).
+(:func:`genjax.objectives.losses.bits_per_dim`).
 
 The sampler and completion run the model's one-step function in a single
 ``lax.scan`` over the T pixels (one compiled program, B images in parallel).
@@ -21,10 +21,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax import losses, prng
+from genjax import prng
 from genjax.data import to_pixels
+from genjax.devices import map_in_chunks, shard_rows
 from genjax.models.pixel_rnn import START
-from genjax.train import map_in_chunks, masked_mean, shard_rows
+from genjax.objectives import losses
+from genjax.objectives.losses import masked_mean
 
 
 def flat_binary(images: jax.Array) -> jax.Array:
@@ -33,7 +35,7 @@ def flat_binary(images: jax.Array) -> jax.Array:
 
 
 def make_loss(model: nn.Module):
-    """The training loss of :mod:`genjax.train`'s signature for a batch ``{"image": uint8}``:
+    """The training loss of :mod:`genjax.training.step`'s signature for a batch ``{"image": uint8}``:
     mean over real images of -log p(x) (nats per image), teacher-forced."""
 
     def loss_fn(params, model_state, batch, key, step):

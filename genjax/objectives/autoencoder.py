@@ -28,18 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import prng, vae
+from genjax import prng
 from genjax.data import UNIT_PIXEL_MODES, to_pixels
+from genjax.devices import map_in_chunks
 from genjax.errors import UsageError
 from genjax.models.conv_ae import ConvAutoencoder, FullyConvAutoencoder
 from genjax.models.mlp_ae import MLPAutoencoder
-from genjax.presets import make_optimizer
-from genjax.train import (TrainState, fast_compiler_options, make_epoch, make_train_step, map_in_chunks,
-                          masked_mean)
+from genjax.objectives import vae
+from genjax.objectives.losses import masked_mean
 
 RECONSTRUCTIONS = ("bce", "mse")
 MODELS = ("mlp", "conv", "fully_conv")
-HYPERPARAMETERS = ("lr", "noise")  # what a sweep may vary per model in one program
 MSE_FLOOR = 1e-10  # PSNR of a perfect reconstruction: 100 dB, not infinity
 
 
@@ -50,7 +49,7 @@ LIKELIHOOD_OF = {"bce": "bernoulli", "mse": "mse"}  # each AE error as the VAE's
 
 def reconstruction_error(logits: jax.Array, x: jax.Array, recon: str) -> jax.Array:
     """Per-image training error over the last axis (flattened pixels): ``bce`` or ``mse`` above,
-    the VAE's :func:`genjax.vae.reconstruction_loss` of the same name (``bce`` is ``bernoulli``)."""
+    the VAE's :func:`genjax.objectives.vae.reconstruction_loss` of the same name (``bce`` is ``bernoulli``)."""
     if recon not in LIKELIHOOD_OF:
         raise UsageError(f"unknown reconstruction loss {recon!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
     return vae.reconstruction_loss(logits, x, LIKELIHOOD_OF[recon])
@@ -76,7 +75,7 @@ def corrupt(key: jax.Array, x: jax.Array, noise) -> jax.Array:
 
 
 def make_ae_loss(model: nn.Module, recon: str, pixels: str, noise=0.0):
-    """The training loss of :mod:`genjax.train`'s signature for a batch ``{"image": uint8}``:
+    """The training loss of :mod:`genjax.training.step`'s signature for a batch ``{"image": uint8}``:
     mean over the batch's real images of :func:`reconstruction_error` of the clean pixels,
     the input corrupted by ``noise`` (:func:`corrupt`). Metric ``mse``: per-pixel squared error."""
     reconstruction_error(jnp.zeros((1, 1)), jnp.zeros((1, 1)), recon)  # an unknown name fails here, not traced
@@ -96,16 +95,6 @@ def make_ae_loss(model: nn.Module, recon: str, pixels: str, noise=0.0):
     return loss_fn
 
 
-def make_ae_step(model: nn.Module, recon: str, pixels: str, optimizer: str):
-    """``step_for(hp)``: the training step of :func:`make_ae_loss` with ``hp = {"lr", "noise"}``
-    (numbers, or traced scalars inside a :mod:`genjax.sweep`)."""
-
-    def step_for(hp: dict):
-        return make_train_step(make_ae_loss(model, recon, pixels, hp["noise"]), make_optimizer(optimizer, hp["lr"]))
-
-    return step_for
-
-
 # -- models and their training pieces ---------------------------------------------------------
 
 def from_config(config, image_shape) -> nn.Module:
@@ -123,25 +112,6 @@ def from_config(config, image_shape) -> nn.Module:
                              f"{model.latent_dim} numbers, not latent_dim {config.latent_dim}")
         return model
     raise UsageError(f"unknown autoencoder {config.model!r}: choose one of {', '.join(MODELS)}")
-
-
-def hyperparameters(config) -> dict:
-    return {name: getattr(config, name) for name in HYPERPARAMETERS}
-
-
-def init_state(model: nn.Module, config, image_shape) -> TrainState:
-    """A fresh state from ``config.seed``'s keys (:func:`genjax.prng.run_keys`: ``init``, ``state``)."""
-    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
-    params = jax.jit(model.init)(keys["init"], jnp.zeros((1, *image_shape)))["params"]  # the eager init's values
-    return TrainState.create(params, make_optimizer(config.optimizer, config.lr), keys["state"])
-
-
-def make_ae_training(model, config, x_test, mesh, eval_key):
-    """(compiled epoch, evaluate) of one AE: the step at the config's lr and noise, and the test
-    metrics of :func:`evaluate` at the same noise (one fixed corruption per test image)."""
-    epoch_fn = make_epoch(make_ae_step(model, config.recon, config.pixels, config.optimizer)(hyperparameters(config)),
-                          config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
-    return epoch_fn, lambda s: evaluate(model, s.params, x_test, eval_key, config.recon, config.noise, mesh=mesh)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -189,7 +159,7 @@ def codes(model, params, x: jax.Array, chunk: int = 1000, mesh=None, model_state
 def reconstruct(model, params, x: jax.Array, chunk: int = 1000, mesh=None, model_state=None,
                 likelihood: str = "bernoulli") -> jax.Array:
     """The decoder's mean at the code of x (\\sigma(decode(code(x))), or a VAE's ``likelihood``'s
-    :func:`genjax.vae.decoder_mean`), shaped like ``x``, in [0, 1]."""
+    :func:`genjax.objectives.vae.decoder_mean`), shaped like ``x``, in [0, 1]."""
     return map_in_chunks(lambda xc: _decode_mean(model, params, _code(model, params, xc, model_state), xc.shape[1:],
                                                  model_state, likelihood), x, chunk, mesh)
 
@@ -227,7 +197,6 @@ def fit_gaussian(z, jitter: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     return z.mean(axis=0), np.linalg.cholesky(cov)
 
 
-__all__ = ["HYPERPARAMETERS", "MODELS", "RECONSTRUCTIONS", "codes", "corrupt", "evaluate", "fit_gaussian",
-           "from_config", "hyperparameters", "init_state", "make_ae_loss", "make_ae_step", "make_ae_training",
-           "mean_squared_error", "psnr", "reconstruct", "reconstruction_error",
+__all__ = ["MODELS", "RECONSTRUCTIONS", "codes", "corrupt", "evaluate", "fit_gaussian",
+           "from_config", "make_ae_loss", "mean_squared_error", "psnr", "reconstruct", "reconstruction_error",
            "reconstruction_mse", "sample_means"]

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from genjax.fit import write_history_csv
+from genjax.runs.files import write_history_csv
 
 
 def _cell(value, fmt: str) -> str:

@@ -1,5 +1,5 @@
 """The evaluator as one object: the digit classifier and the real-MNIST reference, loaded once,
-scoring any number of sample sets the same way (:mod:`genjax.evaluator`).
+scoring any number of sample sets the same way (:mod:`genjax.evaluation.evaluator`).
 
     scorer = genjax.Scorer()                      # the cached classifier; MNIST train and test
     scorer.score(vae.sample(10_000, key=0))       # {"fid": ..., "precision": ..., ...}
@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from genjax import classifier, data, evaluator
+from genjax import data
+from genjax.evaluation import classifier, evaluator
 
 
 class Scorer:
     """Scores MNIST-sized samples (N x 28 x 28 [x 1] in [0, 1]) against real MNIST: FID, class
-    entropy, classifier score, precision/recall and memorization (see :mod:`genjax.evaluator`).
+    entropy, classifier score, precision/recall and memorization (see :mod:`genjax.evaluation.evaluator`).
 
-    ``classifier_dir``: the trained classifier (default: the cache, see :mod:`genjax.classifier`),
+    ``classifier_dir``: the trained classifier (default: the cache, see :mod:`genjax.evaluation.classifier`),
     loaded and checked at once. ``train_images``/``test_images`` (uint8): the reference sets
     (default: MNIST from ``data_dir``), whose features are computed on the first score."""
 

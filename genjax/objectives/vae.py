@@ -14,7 +14,7 @@ pixel and channel), :func:`reconstruction_loss`:
 * ``mse``: seed 000's \sum_i (x_i - \sigma(l_i))^2 (not a likelihood);
 * ``discretized_logistic``: for 8-bit images as "signed" pixels in [-1, 1], each sub-pixel a
   logistic of location \mu = \tanh(l) and scale e^{s} integrated over its bin
-  (:func:`genjax.losses.discretized_logistic_log_likelihood`), so -ELBO and the IWAE bound are
+  (:func:`genjax.objectives.losses.discretized_logistic_log_likelihood`), so -ELBO and the IWAE bound are
   code lengths and become bits/dim. The log-scale s is learned, one per sub-pixel, independent
   of z; it lives in the parameters *outside* the module, as ``params["log_scale"]`` (H, W, C)
   (:func:`init_variables` adds it; the module never sees it), clamped at -7 as PixelCNN++ does.
@@ -37,7 +37,7 @@ and returned), every evaluation and sampler in eval mode on the running averages
 
 Hyperparameters (learning rate, \beta, KL warm-up) may be Python numbers or traced
 scalars: :func:`make_vae_step` builds the same step from either, which is how a
-vmapped sweep (:mod:`genjax.sweep`) gives each of its K models its own.
+vmapped sweep (:mod:`genjax.training.sweep`) gives each of its K models its own.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax import losses, prng
+from genjax import prng
 from genjax.data import UNIT_PIXEL_MODES, is_binary, to_pixels
-from genjax.presets import make_optimizer
-from genjax.train import make_train_step, map_in_chunks, masked_mean
-
-HYPERPARAMETERS = ("lr", "beta", "kl_warmup_epochs")  # what a sweep may vary per model in one program
+from genjax.devices import map_in_chunks
+from genjax.models import gaussian
+from genjax.objectives import losses
+from genjax.objectives.losses import masked_mean
 
 LIKELIHOODS = ("bernoulli", "mse")  # the sigmoid decoders' likelihoods, for pixels in [0, 1]
 DISCRETIZED_LOGISTIC = "discretized_logistic"
@@ -160,11 +160,11 @@ def make_vae_loss(
     kl_warmup_epochs: int = 0,
     steps_per_epoch: int = 1,
 ):
-    """The training loss of :mod:`genjax.train`'s signature, for a batch ``{"image": uint8}``.
+    """The training loss of :mod:`genjax.training.step`'s signature, for a batch ``{"image": uint8}``.
 
     loss = mean_images[ recon(x) + w(epoch) KL ],  w = :func:`losses.kl_weight`,
 
-    the mean over the batch's real images (its ``"mask"``; see :func:`genjax.train.make_epoch`).
+    the mean over the batch's real images (its ``"mask"``; see :func:`genjax.training.step.make_epoch`).
     A model with BatchNorm runs in train mode and returns its updated statistics as ``model_state``.
     """
 
@@ -183,26 +183,13 @@ def make_vae_loss(
     return loss_fn
 
 
-def make_vae_step(model: nn.Module, likelihood: str, pixels: str, optimizer: str, steps_per_epoch: int):
-    """``step_for(hp)``: the training step (:func:`genjax.train.make_train_step`) of the
-    VAE loss with hyperparameters ``hp = {"lr", "beta", "kl_warmup_epochs"}`` (numbers,
-    or traced scalars inside a sweep). The optimizer's state does not depend on the
-    learning rate, so one ``tx.init`` serves every rate."""
-
-    def step_for(hp: dict):
-        loss_fn = make_vae_loss(model, likelihood, pixels, hp["beta"], hp["kl_warmup_epochs"], steps_per_epoch)
-        return make_train_step(loss_fn, make_optimizer(optimizer, hp["lr"]))
-
-    return step_for
-
-
 KEY_NAMES = ("init", "state", "eval", "draw")  # a VAE run's keys (genjax.prng.run_keys), besides ``run``
 
 
 def init_variables(model: nn.Module, key: jax.Array, image_shape: tuple[int, ...], likelihood: str = "bernoulli"):
     """(params, model_state) for images of ``image_shape`` (H, W, C): the module's parameters, plus
     ``log_scale`` (H, W, C) for the discretized logistic, and its mutable collections
-    (``{"batch_stats": ...}`` with BatchNorm, else ``{}``) for :class:`genjax.train.TrainState`."""
+    (``{"batch_stats": ...}`` with BatchNorm, else ``{}``) for :class:`genjax.training.step.TrainState`."""
     cond = condition(model, jnp.zeros((1,), jnp.int32))
     init = model.init(key, jnp.zeros((1, *image_shape)), key, *(() if cond is None else (cond,)))
     params = init["params"]
@@ -214,11 +201,6 @@ def init_variables(model: nn.Module, key: jax.Array, image_shape: tuple[int, ...
 def init_params(model: nn.Module, key: jax.Array, image_shape: tuple[int, ...], likelihood: str = "bernoulli"):
     """The parameters of :func:`init_variables` (all a model without BatchNorm has)."""
     return init_variables(model, key, image_shape, likelihood)[0]
-
-
-def hyperparameters(config) -> dict:
-    """A config's :data:`HYPERPARAMETERS` as the dict :func:`make_vae_step` takes."""
-    return {name: getattr(config, name) for name in HYPERPARAMETERS}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "likelihood", "chunk", "mesh", "mse"))
@@ -254,7 +236,7 @@ def log_importance_weights(model, params, x: jax.Array, key: jax.Array, k: int, 
     r"""\log w_k = \log p(x|z_k) + \log p(z_k) - \log q(z_k|x) for a batch ``x`` (B, H, W, C): shape (K, B).
     ``likelihood``: ``bernoulli`` (binary x) or ``discretized_logistic`` (signed 8-bit x)."""
     mean, log_var = _apply(model, params, x, cond=cond, method="encode", model_state=model_state)
-    z = losses.reparameterize(key, mean, log_var, num_samples=k)  # (K, B, D)
+    z = gaussian.reparameterize(key, mean, log_var, num_samples=k)  # (K, B, D)
     logits = _apply(model, params, z, cond=cond, method="decode", model_state=model_state)  # (K, B, ...)
     log_px_z = -reconstruction_loss(logits.reshape(*z.shape[:-1], -1), x.reshape(x.shape[0], -1), likelihood,
                                     log_scale_of(params))
@@ -327,7 +309,6 @@ def active_units(means: jax.Array, threshold: float = 0.01) -> jax.Array:
 
 __all__ = [
     "DISCRETIZED_LOGISTIC",
-    "HYPERPARAMETERS",
     "KEY_NAMES",
     "IMAGE_LIKELIHOODS",
     "LIKELIHOODS",
@@ -339,7 +320,6 @@ __all__ = [
     "decoder_mean",
     "encode_means",
     "evaluate",
-    "hyperparameters",
     "init_params",
     "init_variables",
     "iwae_chunk_size",
@@ -347,7 +327,6 @@ __all__ = [
     "log_importance_weights",
     "log_scale_of",
     "make_vae_loss",
-    "make_vae_step",
     "module_variables",
     "prior_sample_means",
     "reconstruction_loss",

@@ -13,8 +13,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-from genjax import prng
-
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -128,13 +126,6 @@ def kl_to_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
 
 
-def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, num_samples: int | None = None) -> jax.Array:
-    r"""z = \mu + \sigma \epsilon, \epsilon \sim N(0, I); with ``num_samples`` a leading axis of K draws."""
-    shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
-    eps = prng.normal(key, shape, mean.dtype)
-    return mean + jnp.exp(0.5 * log_var) * eps
-
-
 def kl_weight(epoch: jax.Array | int, beta: float = 1.0, warmup_epochs: int = 0) -> jax.Array:
     r"""KL annealing: w(e) = \beta \min(1, (e + 1) / W) for W = ``warmup_epochs`` > 0, else \beta.
 
@@ -179,3 +170,11 @@ def generator_loss_saturating(fake_logits: jax.Array) -> jax.Array:
     r"""\log(1 - D(G(z))) = -softplus(l): the minimax game's generator loss, G minimizing it; its
     gradient vanishes as D(G(z)) -> 0 (early in training, when D wins easily)."""
     return -softplus(fake_logits)
+
+
+def masked_mean(values: jax.Array, batch) -> jax.Array:
+    """Mean of per-example ``values`` over the real examples of ``batch`` (all, without a mask)."""
+    mask = batch.get("mask") if isinstance(batch, dict) else None
+    if mask is None:
+        return jnp.mean(values)
+    return jnp.sum(mask * values) / jnp.maximum(jnp.sum(mask), 1.0)

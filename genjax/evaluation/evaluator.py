@@ -1,7 +1,7 @@
 """Sample quality of MNIST generators, measured in the feature space of a trained digit classifier.
 
 Every measure compares a set of samples with real MNIST through the
-:class:`~genjax.models.digit_cnn.DigitCNN` of :mod:`genjax.classifier`: its
+:class:`~genjax.models.digit_cnn.DigitCNN` of :mod:`genjax.evaluation.classifier`: its
 128-unit feature layer (FID, precision/recall, memorization) and its class
 probabilities p(y|x) (class entropy, classifier score). The statistics are
 NumPy/SciPy in float64 on the host; the pairwise distances (10,000 x 60,000)
@@ -36,9 +36,9 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from genjax import classifier
+from genjax.devices import map_in_chunks
 from genjax.errors import UsageError
-from genjax.train import map_in_chunks
+from genjax.evaluation import classifier
 
 K_NEIGHBOURS = 3
 MIN_SAMPLES = K_NEIGHBOURS + 1  # precision/recall need each sample's k-th nearest other sample

@@ -46,10 +46,12 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from genjax import checkpoint, cli, data
+from genjax import data
+from genjax.devices import data_mesh, is_main_process, sync_processes
 from genjax.errors import UsageError
-from genjax.fit import fit, write_json_atomic
-from genjax.train import data_mesh, is_main_process, sync_processes
+from genjax.runs import checkpoint, cli
+from genjax.runs.files import write_json_atomic
+from genjax.runs.fit import fit
 
 MARKER = ".genjax-run"  # marks a directory as a genjax run directory (safe to empty for a fresh run)
 
@@ -158,7 +160,7 @@ class Run:
 
     def fit(self, state, epoch_fn: Callable, data, run_key: jax.Array, evaluate: Callable,
             steps_per_epoch: int, name: str | None = None):
-        """Train to ``config.epochs`` with :func:`genjax.fit.fit`, checkpointing into
+        """Train to ``config.epochs`` with :func:`genjax.runs.fit.fit`, checkpointing into
         ``out/checkpoints``; fresh or resumed as asked. Returns (state, history).
 
         A run that trains several programs one after another (a study's groups of
