@@ -54,11 +54,10 @@ from benchmarks.machine import (
 )
 from genjax import data
 from genjax.devices import data_mesh, replicate
-from genjax.models.mlp_vae import VAE
 from genjax.objectives import vae
 from genjax.presets import get_preset
-from genjax.training.optim import make_optimizer
-from genjax.training.step import TrainState, epoch_key, fast_compiler_options, make_epoch, make_train_step, num_batches
+from genjax.recipes.vae import VAE
+from genjax.training.step import epoch_key, num_batches
 
 # Speed-up over the PyTorch loop, by CPU vendor (the floor differs: see the README's speed section).
 TARGETS = {"AuthenticAMD": {"seed002": 3.0, "seed000": 2.5}, "GenuineIntel": {"seed002": 2.4, "seed000": 2.0}}
@@ -66,31 +65,22 @@ FLOOR_TARGET = 1.3  # epoch / matmul-only floor and IWAE / its floor, on any mac
 MAIN_JOB_TARGET = 45.0  # seconds of wall time for python -m experiments.vae_mnist
 
 
-def seed_model(preset: str):
-    """(config, model, key, params) of ``preset``'s MLP VAE, initialized from key 0 (the presets' PRNG)."""
-    config = get_preset(preset)
-    model = VAE(config.hidden, config.latent_dim, (28, 28, 1), config.activation)
-    key = jax.random.key(0, impl=config.prng)
-    return config, model, key, model.init(key, jnp.zeros((1, 28, 28, 1)), key)["params"]
+def seed_model(preset: str) -> VAE:
+    """``preset``'s MLP VAE recipe, for 28 x 28 images."""
+    return VAE(get_preset(preset), (28, 28, 1))
 
 
 def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
-    config, model, key, params = seed_model(preset)
-    tx = make_optimizer(config.optimizer, config.lr)
-    mesh = data_mesh()
-    steps = num_batches(len(images), config.batch_size)
-    loss_fn = vae.make_vae_loss(model, config.likelihood, config.pixels, steps_per_epoch=steps)
-    step = make_train_step(loss_fn, tx)
-    epoch = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
-    state = TrainState.create(params, tx, key)
+    p = seed_model(preset).prepare(data.ImageSet(images, None), data_mesh())
+    config, steps = p.recipe.config, p.steps_per_epoch
     batch = {"image": jnp.asarray(images[:config.batch_size]), "mask": jnp.ones((config.batch_size,))}
-    flops = step_flops(step, state, batch) * steps  # the dot_generals of the real step, from its jaxpr
-    state = replicate(state, mesh)
-    train = replicate({"image": jnp.asarray(images)}, mesh)
+    # the dot_generals of the real step, from its jaxpr
+    flops = step_flops(p.recipe.train_step(steps), p.recipe.init_state(), batch) * steps
+    state, train, key = p.state, p.train_data, p.run_key
     seconds, loss = [], None
     for e in range(epochs):
         t = time.perf_counter()
-        state, metrics = epoch(state, train, epoch_key(key, e))
+        state, metrics = p.epoch_fn(state, train, epoch_key(key, e))
         loss = float(np.mean(jax.device_get(metrics["loss"])))
         seconds.append(time.perf_counter() - t)
     return {
@@ -104,7 +94,8 @@ def genjax_epochs(preset: str, images: np.ndarray, epochs: int) -> dict:
 def iwae_seconds(images: np.ndarray, k: int = 1000, preset: str = "seed002") -> dict:
     """One timed call (after a compiling one) of the main job's IWAE evaluation, ``vae.iwae_nll``
     with its chunk size, on ``images`` (threshold-binarized) with untrained weights."""
-    config, model, key, params = seed_model(preset)
+    recipe = seed_model(preset)
+    config, model, key, params = recipe.config, recipe.model, recipe.keys()["eval"], recipe.init_state().params
     mesh = data_mesh()
     x = replicate(data.fixed_eval_pixels(images, config.pixels), mesh)
     chunk = vae.iwae_chunk_size(k, 784)

@@ -55,9 +55,8 @@ from benchmarks.flops import step_flops
 from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings, timed_median
 from genjax import data
 from genjax.devices import data_mesh, replicate
-from genjax.objectives import gan
 from genjax.presets import GAN_PRESETS
-from genjax.training import adversarial
+from genjax.recipes.gan import GAN
 from genjax.training.step import epoch_key, fast_compiler_options, make_epoch, num_batches
 
 BATCH = 128
@@ -70,13 +69,9 @@ DCGAN_SPEEDUP = 1.5
 
 
 def build_gan(preset: str, d_grad_leak: bool, image_shape=(28, 28, 1)):
-    config = GAN_PRESETS[preset]
-    gen, disc = gan.build_models(config)
-    key = jax.random.key(config.seed, impl=config.prng)
-    tx_g, tx_d = adversarial.build_optimizers(config)
-    state = adversarial.init_state(gen, disc, tx_g, tx_d, key, config.latent_dim, image_shape, d_grad_leak)
-    step = adversarial.make_gan_step(gen, disc, tx_g, tx_d, config.latent_dim, config.g_loss, d_grad_leak)
-    return config, key, state, step
+    """(config, run key, initial state, step) of the preset's GAN, built by its recipe."""
+    recipe = GAN(GAN_PRESETS[preset], image_shape, d_grad_leak=d_grad_leak)
+    return recipe.config, recipe.keys()["run"], recipe.init_state(), recipe.train_step(0)
 
 
 def genjax_epochs(preset: str, images: np.ndarray, epochs: int, d_grad_leak: bool = False,

@@ -34,11 +34,11 @@ import numpy as np
 
 from benchmarks.machine import best_seconds, describe, gemm_peak_gflops, import_baseline
 from genjax import data
-from genjax.devices import data_mesh, replicate
-from genjax.models.pixel_rnn import PixelRNN
+from genjax.devices import data_mesh
 from genjax.objectives import pixelrnn
-from genjax.training.optim import make_optimizer
-from genjax.training.step import TrainState, fast_compiler_options, make_epoch, make_train_step
+from genjax.presets import PIXELRNN_PRESETS
+from genjax.recipes.pixelrnn import PixelRNN as PixelRNNRecipe
+from genjax.training.step import fast_compiler_options
 
 T = 784
 TARGETS = {"step_over_floor": 1.3, "step_speedup": 2.0, "sample_16": 4.0, "sample_64": 2.5}
@@ -69,27 +69,21 @@ def matmul_floor(hidden: int, batch: int):
 
 
 def genjax_step(hidden: int, x: jax.Array):
-    model = PixelRNN(hidden)
-    params = model.init(jax.random.key(0), pixelrnn.flat_binary(x[:1]))["params"]
-    tx = make_optimizer("adamw", 3e-4)
-    state = TrainState.create(params, tx, jax.random.key(1, impl="rbg"))
-    step = jax.jit(make_train_step(pixelrnn.make_loss(model), tx), compiler_options=fast_compiler_options(data_mesh()))
+    """(model, params, jitted step, (state, batch)) of the seed's PixelRNN at ``hidden``, by its recipe."""
+    recipe = PixelRNNRecipe(PIXELRNN_PRESETS["seed000"], x.shape[1:], hidden=hidden)
+    state = recipe.init_state()
+    step = jax.jit(recipe.train_step(0), compiler_options=fast_compiler_options(data_mesh()))
     batch = {"image": x, "mask": jnp.ones((x.shape[0],), jnp.float32)}
-    return model, params, step, (state, batch)
+    return recipe.model, state.params, step, (state, batch)
 
 
-def genjax_epoch_step(model, params, images: np.ndarray, batch_size: int, repeats: int) -> float:
+def genjax_epoch_step(hidden: int, images: np.ndarray, batch_size: int, repeats: int) -> float:
     """Seconds per step of the compiled epoch over ``images`` (``len(images) // batch_size`` steps,
-    the experiment's program), the fastest of ``repeats`` calls; compiled ahead of time."""
-    tx = make_optimizer("adamw", 3e-4)
-    mesh = data_mesh()
-    epoch = make_epoch(make_train_step(pixelrnn.make_loss(model), tx), batch_size, mesh,
-                       compiler_options=fast_compiler_options(mesh))
-    state = replicate(TrainState.create(jax.tree_util.tree_map(jnp.copy, params), tx,
-                                        jax.random.key(1, impl="rbg")), mesh)
-    train = replicate({"image": jnp.asarray(images)}, mesh)
-    key = jax.random.key(3, impl="rbg")
-    compiled = epoch.lower(state, train, key).compile()
+    the experiment's program, built by the recipe), the fastest of ``repeats`` calls; compiled ahead of time."""
+    recipe = PixelRNNRecipe(PIXELRNN_PRESETS["seed000"], hidden=hidden, batch_size=batch_size)
+    p = recipe.prepare(data.ImageSet(np.asarray(images), None), data_mesh())
+    state, train, key = p.state, p.train_data, p.run_key
+    compiled = p.epoch_fn.lower(state, train, key).compile()
     holder = [state]
 
     def one_epoch():
@@ -119,7 +113,7 @@ def main() -> None:
 
     model, params, step, step_args = genjax_step(h, jnp.asarray(images))
     single = best_seconds(step, *step_args, repeats=args.repeats)
-    ours = genjax_epoch_step(model, params, train_images[:b * args.epoch_steps], b, max(1, args.repeats - 1))
+    ours = genjax_epoch_step(h, train_images[:b * args.epoch_steps], b, max(1, args.repeats - 1))
     floor_fn, floor_args = matmul_floor(h, b)
     floor = best_seconds(floor_fn, *floor_args, repeats=args.repeats)
     theirs = torch_pixelrnn.step_seconds(binary, h, b, steps=args.repeats)

@@ -32,17 +32,14 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks.machine import describe
-from genjax import data, prng
+from genjax import data
 from genjax.devices import data_mesh, replicate
-from genjax.models.mlp_vae import VAE
 from genjax.objectives import vae
 from genjax.presets import PRESETS, get_preset
-from genjax.recipes import vae as vae_recipe
-from genjax.training.optim import make_optimizer
-from genjax.training.step import TrainState, epoch_key, fast_compiler_options, make_epoch, num_batches
+from genjax.recipes.vae import VAE
+from genjax.training.step import epoch_key
 
 THREAD = "XLAEigen"  # XLA:CPU's worker threads in the trace
 SKIP = ("Thread", "ThunkExecutor", "end:", "SlinkyThreadPool")  # bookkeeping events, not ops
@@ -116,15 +113,10 @@ def main() -> None:
 
     config = get_preset(args.preset)
     train = data.load_split("mnist", "train", args.data_dir)
-    model = VAE(config.hidden, config.latent_dim, (28, 28, 1), config.activation)
-    keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
-    params = vae.init_params(model, keys["init"], (28, 28, 1))
     mesh = data_mesh()
-    steps = num_batches(len(train), config.batch_size)
-    step = vae_recipe.make_vae_step(model, config.likelihood, config.pixels, config.optimizer, steps)(vae_recipe.hyperparameters(config))
-    epoch = make_epoch(step, config.batch_size, mesh, compiler_options=fast_compiler_options(mesh))
-    state = replicate(TrainState.create(params, make_optimizer(config.optimizer, config.lr), keys["state"]), mesh)
-    images = replicate({"image": jnp.asarray(train.images)}, mesh)
+    p = VAE(config).prepare(train, mesh)  # the main job's epoch, built by its recipe
+    model, keys, steps = p.recipe.model, p.recipe.keys(), p.steps_per_epoch
+    epoch, state, images = p.epoch_fn, p.state, p.train_data
     hlo = epoch.lower(state, images, epoch_key(keys["run"], 0)).compile().as_text()
     (out / "epoch_hlo.txt").write_text(hlo)
     for e in range(2):

@@ -51,6 +51,7 @@ def prepare_group(members: Sequence[VAE], train: data.ImageSet, mesh=None) -> Pr
     """One group's compiled epoch (:meth:`genjax.recipes.base.Recipe.prepare`, for K models): the
     stacked initial states, each from its own seed, and the vmapped step at each one's hyperparameters.
     The benchmarks time this; :func:`train_many` loops over it."""
+    members = [m.with_image_shape(train.images.shape[1:]) for m in members]
     first = members[0]
     p = first.prepare(train, mesh)  # checks the batch size; the data and the step count
     state = replicate(sweep.stack([m.init_state() for m in members], [hyperparameters(m.config) for m in members]),
