@@ -34,8 +34,8 @@ import numpy as np
 
 from genjax import data
 from genjax.errors import UsageError
-from genjax.evaluation import classifier, plots, report
-from genjax.evaluation.scorer import Scorer
+from genjax.evaluation import plots, report
+from genjax.evaluation import scorer as scoring
 from genjax.objectives import vae
 from genjax.presets import PRESETS
 from genjax.recipes import sweep as vae_sweep
@@ -100,9 +100,7 @@ parser.add_argument("--seeds", type=cli.positive_int("--seeds"), default=5, help
 run.preset_flag(parser, "--iwae-k", PRESETS, type=cli.positive_int("--iwae-k"), help="importance samples (IWAE)")
 run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-samples"),
                 help="prior samples per model for the evaluator")
-parser.add_argument("--no-score", dest="score", action="store_false",
-                    help="skip the evaluator's sample scores (no classifier needed)")
-classifier.add_dir_flag(parser)
+scoring.add_flags(parser)
 
 
 def study_values(args, base) -> tuple:
@@ -153,7 +151,7 @@ def experiment(args) -> dict:
     config = study_config(args)
     if args.out == Path("runs/ablations/STUDY"):
         args.out = Path("runs/ablations") / config.study
-    scorer = Scorer(args.classifier_dir) if config.score else None  # before anything is written
+    scorer = scoring.from_args(args, args.data_dir)  # before anything is written
     r = run.Run(args, config, resumable=("epochs", "iwae_k", "num_samples", "score"))
     field, members = STUDIES[config.study][0], config.members()
     train, test, mesh = run.load_data(members[0].dataset, args.data_dir, config.batch_size)

@@ -4,7 +4,7 @@
     python -m experiments.ae_applications --tasks anomaly --digits 0,1,7
     python -m experiments.ae_applications --tasks denoising --noise 0.2,0.4
 
-Denoising: the AE (--ae, default seed003: 784-400-20, --recon mse) is trained as a plain AE
+Denoising: the AE (--ae-preset, default seed003: 784-400-20, --likelihood mse) is trained as a plain AE
 and as a denoising AE at each --noise level sigma (input clip(x + sigma eps, 0, 1), a fresh
 eps each step; target the clean x), all as one vmapped program (genjax.training.sweep) on the same
 batches. At each level the test set is corrupted once (one fixed draw per image) and the
@@ -46,7 +46,7 @@ from genjax.objectives import autoencoder, vae
 from genjax.presets import AE_APPLICATION_PRESETS as PRESETS
 from genjax.presets import AE_PRESETS
 from genjax.presets import PRESETS as VAE_PRESETS
-from genjax.recipes.autoencoder import Autoencoder, make_ae_step
+from genjax.recipes.autoencoder import Autoencoder, add_likelihood_flag, make_ae_step
 from genjax.recipes.vae import VAE
 from genjax.runs import run
 from genjax.training import sweep
@@ -81,10 +81,13 @@ run.preset_flag(parser, "--noise", PRESETS, type=comma_list("--noise", float, la
                 help="the denoising AEs' noise levels, comma-separated")
 run.preset_flag(parser, "--digits", PRESETS, type=comma_list("--digits", int, lambda v: 0 <= v <= 9, "digits 0-9"),
                 help="anomaly detection: the normal digit of each pair of models, comma-separated")
-run.preset_flag(parser, "--recon", PRESETS, choices=autoencoder.RECONSTRUCTIONS, help="the AE's reconstruction loss")
-run.preset_flag(parser, "--ae", PRESETS, choices=tuple(n for n, c in AE_PRESETS.items() if c.dataset == "mnist"),
-                help="the autoencoder (genjax.presets.AE_PRESETS)")
-run.preset_flag(parser, "--vae", PRESETS, choices=tuple(VAE_PRESETS), help="anomaly detection's VAE (PRESETS)")
+add_likelihood_flag(parser, PRESETS, "the AE's reconstruction term")
+AE_CHOICES = tuple(n for n, c in AE_PRESETS.items() if c.dataset == "mnist")
+run.preset_flag(parser, "--ae-preset", PRESETS, choices=AE_CHOICES, aliases={"--ae": {"choices": AE_CHOICES}},
+                help="the autoencoder of both studies (python -m experiments.ae_mnist's --preset)")
+run.preset_flag(parser, "--vae-preset", PRESETS, choices=tuple(VAE_PRESETS),
+                aliases={"--vae": {"choices": tuple(VAE_PRESETS)}},
+                help="anomaly detection's VAE (python -m experiments.vae_mnist's --preset)")
 
 
 def params_of(s: sweep.Sweep, k: int):
@@ -98,12 +101,12 @@ def denoising(r, config, ae_config, train, test, mesh, keys) -> tuple[list[dict]
     x_test = replicate(data.fixed_eval_pixels(test.images, ae_config.pixels), mesh)
     states = [Autoencoder(ae_config, shape).init_state() for _ in levels]
     state = replicate(sweep.stack(states, [{"lr": ae_config.lr, "noise": s} for s in levels]), mesh)
-    step_for = make_ae_step(model, ae_config.recon, ae_config.pixels, ae_config.optimizer)
+    step_for = make_ae_step(model, ae_config.likelihood, ae_config.pixels, ae_config.optimizer)
     epoch_fn = make_epoch(sweep.make_sweep_step(step_for), config.batch_size, mesh,
                           compiler_options=fast_compiler_options(mesh))
 
     def scores(params, noise):
-        return autoencoder.evaluate(model, params, x_test, keys["eval"], ae_config.recon, noise, mesh=mesh)
+        return autoencoder.evaluate(model, params, x_test, keys["eval"], ae_config.likelihood, noise, mesh=mesh)
 
     def evaluate(s):  # each model at its own level
         return {f"{k}_{i}": v for i, level in enumerate(levels) for k, v in scores(params_of(s, i), level).items()}
@@ -161,9 +164,10 @@ def anomaly(r, config, ae_config, vae_config, train, test, mesh) -> tuple[list[d
 
 def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS)
-    ae_config = dataclasses.replace(AE_PRESETS[config.ae], recon=config.recon, epochs=config.epochs, noise=0.0,
-                                    batch_size=config.batch_size, lr=config.lr, seed=config.seed, prng=config.prng)
-    vae_config = dataclasses.replace(VAE_PRESETS[config.vae], epochs=config.epochs, batch_size=config.batch_size,
+    ae_config = dataclasses.replace(AE_PRESETS[config.ae_preset], likelihood=config.likelihood, epochs=config.epochs,
+                                    noise=0.0, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                                    prng=config.prng)
+    vae_config = dataclasses.replace(VAE_PRESETS[config.vae_preset], epochs=config.epochs, batch_size=config.batch_size,
                                      seed=config.seed, prng=config.prng)
     r = run.Run(args, config, resumable=("epochs",))
     train, test, mesh = run.load_data("mnist", args.data_dir, config.batch_size)
@@ -172,14 +176,14 @@ def experiment(args) -> dict:
         raise UsageError(f"--batch-size {config.batch_size} exceeds the {smallest} training images of a digit")
     keys = prng.run_keys(config.seed, config.prng, vae.KEY_NAMES)
     metrics = {"epochs": config.epochs, "devices": mesh.size, "ae": ae_config.preset, "vae": vae_config.preset,
-               "recon": config.recon, "pixels": {"ae": ae_config.pixels, "vae": vae_config.pixels}}
+               "likelihood": config.likelihood, "pixels": {"ae": ae_config.pixels, "vae": vae_config.pixels}}
     settings = f"{config.epochs} epochs a model, batch {config.batch_size}, seed {config.seed}"
     if "denoising" in config.tasks:
         rows, picture = denoising(r, config, ae_config, train, test, mesh, keys)
         metrics["denoising"] = rows
         if r.writes_files:
             report.write_tables(r.out, "denoising", rows, DENOISING,
-                                f"{ae_config.preset} AE ({config.recon}) and DAEs on MNIST test digits, {settings}; "
+                                f"{ae_config.preset} AE ({config.likelihood}) and DAEs on MNIST test digits, {settings}; "
                                 "PSNR in dB, mean over images, against the clean image")
             plots.save_grid(r.out / "denoising.png", picture, len(picture) // 10, 10,
                             "clean; then per level " + ", ".join(map(str, config.noise)) + ": noisy, plain AE, DAE")
@@ -190,7 +194,7 @@ def experiment(args) -> dict:
         if r.writes_files:
             report.write_tables(r.out, "anomaly", rows + [mean], ANOMALY,
                                 f"trained on one digit, every MNIST test image scored by reconstruction MSE; "
-                                f"ROC AUC of the other digits against it; AE {ae_config.preset} ({config.recon}), "
+                                f"ROC AUC of the other digits against it; AE {ae_config.preset} ({config.likelihood}), "
                                 f"VAE {vae_config.preset}; {settings}")
             for kind, name in (("ae", "AE"), ("vae", "VAE")):
                 plots.save_histogram_grid(r.out / f"anomaly_{kind}.png", panels[kind], 5, "reconstruction MSE per image",

@@ -5,7 +5,7 @@
     python -m experiments.ae_mnist --noise 0.3 --out runs/dae_mnist         # a denoising AE
 
 Needs the evaluator's digit classifier (`python -m experiments.mnist_classifier`, once).
-Trains the AE (seed 003's MLP 784-400-20 or seed 004's conv AE; --recon bce or mse, summed
+Trains the AE (seed 003's MLP 784-400-20 or seed 004's conv AE; --likelihood bernoulli (BCE) or mse, summed
 over pixels; --noise > 0: a denoising AE, input clip(x + noise * eps, 0, 1), target the clean
 x) into --out/ae, then a VAE into --out/vae: --vae-preset (default seed003, 784-400-Z with a
 Bernoulli decoder, its own learning rate) with the AE's latent size Z, epochs, batch size
@@ -34,11 +34,10 @@ import numpy as np
 
 from genjax import data
 from genjax.errors import UsageError
-from genjax.evaluation import classifier, evaluator, plots, report
-from genjax.evaluation.scorer import Scorer
-from genjax.objectives import autoencoder
+from genjax.evaluation import evaluator, plots, report
+from genjax.evaluation import scorer as scoring
 from genjax.presets import AE_PRESETS, PRESETS
-from genjax.recipes.autoencoder import Autoencoder
+from genjax.recipes.autoencoder import Autoencoder, add_likelihood_flag
 from genjax.recipes.vae import VAE
 from genjax.runs import cli, run
 
@@ -51,10 +50,10 @@ COLUMNS = (("sampler", "samples", ""), ("fid", "FID", ".2f"), ("class_entropy", 
            ("classifier_score", "score", ".2f"), ("precision", "precision", ".3f"), ("recall", "recall", ".3f"))
 
 parser = run.parser(__doc__, "python -m experiments.ae_mnist", DEFAULT_OUT, PRESETS_MNIST, "seed004")
-run.preset_flag(parser, "--recon", PRESETS_MNIST, choices=autoencoder.RECONSTRUCTIONS,
-                help="reconstruction loss: bce (binary cross-entropy) or mse (squared error), summed over pixels")
+add_likelihood_flag(parser, PRESETS_MNIST)
 run.preset_flag(parser, "--latent-dim", PRESETS_MNIST, type=cli.positive_int("--latent-dim"), help="code size")
-run.preset_flag(parser, "--widths", PRESETS_MNIST, type=cli.widths("--widths"),
+run.preset_flag(parser, "--hidden", PRESETS_MNIST, type=cli.widths("--hidden"),
+                aliases={"--widths": {"type": cli.widths("--widths")}},
                 help="MLP: hidden widths; conv: channels of each stride-2 convolution (comma-separated)")
 run.preset_flag(parser, "--noise", PRESETS_MNIST, type=cli.non_negative_float("--noise"),
                 help="denoising: std of the Gaussian noise added to the input (0: a plain AE)")
@@ -64,7 +63,7 @@ run.preset_flag(parser, "--num-samples", PRESETS_MNIST, type=cli.positive_int("-
                 help="draws decoded and scored per sampler")
 run.preset_flag(parser, "--vae-preset", PRESETS_MNIST, choices=tuple(PRESETS),
                 help="the VAE compared (genjax.presets.PRESETS), given the AE's latent size")
-classifier.add_dir_flag(parser)
+scoring.add_flags(parser)
 
 
 def chi_mean(d: int) -> float:
@@ -75,8 +74,8 @@ def chi_mean(d: int) -> float:
 def draw_pictures(out: Path, ae: Autoencoder, vae: VAE, test, samples: dict, scores: dict) -> None:
     for name, images in samples.items():
         np.save(out / f"samples_{name}.npy", images[..., 0].astype(np.float32))
-        plots.save_grid(out / f"samples_{name}.png", images[:64], 8, 8,
-                        f"{SAMPLERS[name]}: FID {scores[name]['fid']:.1f}")
+        fid = f": FID {scores[name]['fid']:.1f}" if name in scores else ""
+        plots.save_grid(out / f"samples_{name}.png", images[:64], 8, 8, f"{SAMPLERS[name]}{fid}")
     x = test.images[:12]
     rows = [ae.test_pixels(data.ImageSet(x, None)), ae.reconstruct(x), vae.reconstruct(x)]
     plots.save_grid(out / "reconstructions.png", np.concatenate([np.asarray(r) for r in rows])[..., 0], 3, 12,
@@ -95,7 +94,7 @@ def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS_MNIST)
     if config.num_samples < evaluator.MIN_SAMPLES:
         raise UsageError(f"--num-samples {config.num_samples}: the evaluator needs at least {evaluator.MIN_SAMPLES}")
-    scorer = Scorer(args.classifier_dir)  # before anything is written: it scores the samples
+    scorer = scoring.from_args(args, args.data_dir)  # before anything is written: it scores the samples
     r = run.Run(args, config, resumable=("epochs", "num_samples"))
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
     unlabelled = data.ImageSet(train.images, None)
@@ -112,12 +111,14 @@ def experiment(args) -> dict:
     samples = {"ae_prior": ae.sample(n, k_prior),
                "ae_fitted": ae.sample(n, k_fitted, fitted_to=train.images[:FIT_CODES]),
                "vae_prior": vae.sample(n, k_vae)}
-    scorer = scorer.with_reference(train.images, test.images)
-    scores = {name: scorer.score(s) for name, s in samples.items()}
+    if scorer is not None:
+        scorer = scorer.with_reference(train.images, test.images)
+    scores = {name: scorer.score(s) for name, s in samples.items()} if scorer else {}
 
     z_ae, z_vae = ae.encode(test.images), vae.encode(test.images)
     final, vae_final = (run.last_test_metrics(m.history, m.make_evaluate(test, mesh), m.state) for m in (ae, vae))
-    metrics = {**r.summary(ae.history, mesh), "model": config.model, "recon": config.recon, "noise": config.noise,
+    metrics = {**r.summary(ae.history, mesh), "model": config.model, "likelihood": config.likelihood,
+               "noise": config.noise,
                "pixels": config.pixels, "binarization": data.BINARIZATION[config.pixels],
                **{f"test_{k}": v for k, v in final.items()},
                "vae": {"preset": vae_config.preset, "latent_dim": vae_config.latent_dim,
@@ -132,14 +133,16 @@ def experiment(args) -> dict:
                "samples": scores}
     if r.writes_files:
         draw_pictures(r.out, ae, vae, test, samples, scores)
-        report.write_tables(r.out, "samples", [{"sampler": SAMPLERS[k], **s} for k, s in scores.items()], COLUMNS,
-                            f"{config.preset} AE ({config.model}, latent {config.latent_dim}, {config.recon}) vs "
-                            f"{vae_config.preset} VAE, {config.epochs} epochs, seed {config.seed}: {n} decoded draws "
-                            "each, scored by genjax.evaluation.evaluator")
+        if scores:
+            rows = [{"sampler": SAMPLERS[k], **s} for k, s in scores.items()]
+            report.write_tables(r.out, "samples", rows, COLUMNS,
+                                f"{config.preset} AE ({config.model}, latent {config.latent_dim}, {config.likelihood}) "
+                                f"vs {vae_config.preset} VAE, {config.epochs} epochs, seed {config.seed}: {n} decoded "
+                                "draws each, scored by genjax.evaluation.evaluator")
         epochs = [row["epoch"] for row in ae.history]
         plots.save_curves(r.out / "losses.png", epochs, {"train": [row["train_loss"] for row in ae.history],
                                                          "test": [row["test_loss"] for row in ae.history]},
-                          f"AE {config.recon} per image", f"{config.preset} autoencoder")
+                          f"AE {config.likelihood} per image", f"{config.preset} autoencoder")
     return r.finish(metrics, ae.history)
 
 

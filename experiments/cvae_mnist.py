@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import prng
-from genjax.evaluation import classifier, plots
-from genjax.evaluation.scorer import Scorer
+from genjax.evaluation import plots
+from genjax.evaluation import scorer as scoring
 from genjax.objectives import vae
 from genjax.presets import CVAE_PRESETS
 from genjax.recipes import vae as vae_recipe
@@ -37,10 +37,10 @@ from genjax.runs import run
 parser = run.parser(__doc__, "python -m experiments.cvae_mnist", Path("runs/cvae_mnist"), CVAE_PRESETS, "cvae")
 vae_recipe.add_flags(parser, CVAE_PRESETS)
 parser.add_argument("--digit", type=int, choices=range(10), help="also draw 64 samples of this digit")
-classifier.add_dir_flag(parser)
+scoring.add_flags(parser)
 
 
-def score_and_draw(recipe: vae_recipe.VAE, train, test, metrics: dict, r: run.Run, scorer: Scorer,
+def score_and_draw(recipe: vae_recipe.VAE, train, test, metrics: dict, r: run.Run, scorer: scoring.Scorer | None,
                    digit: int | None) -> None:
     """Samples of each digit in equal numbers, scored (does the classifier see the digit asked
     for?), and the conditional pictures: grid.png, class_interpolation.png, digit_D.png."""
@@ -48,17 +48,19 @@ def score_and_draw(recipe: vae_recipe.VAE, train, test, metrics: dict, r: run.Ru
     k_samples, k_grid, k_digit = jax.random.split(recipe.keys()["draw"], 3)
     labels = np.repeat(np.arange(classes), max(1, c.num_samples // classes)).astype(np.int32)
     samples = recipe.sample(len(labels), k_samples, labels)[..., 0]
-    scores, probs = scorer.with_reference(train.images, test.images).score_with_probabilities(samples)
-    hits = probs.argmax(axis=1) == labels
-    metrics.update({**scores, "class_accuracy": float(hits.mean()),
-                    "class_accuracy_per_digit": [float(hits[labels == d].mean()) for d in range(classes)]})
+    if scorer is not None:
+        scores, probs = scorer.with_reference(train.images, test.images).score_with_probabilities(samples)
+        hits = probs.argmax(axis=1) == labels
+        metrics.update({**scores, "class_accuracy": float(hits.mean()),
+                        "class_accuracy_per_digit": [float(hits[labels == d].mean()) for d in range(classes)]})
     if not r.writes_files:
         return
     np.save(r.out / "samples.npy", samples.astype(np.float32))
     np.save(r.out / "sample_labels.npy", labels)
     z = np.asarray(prng.normal(k_grid, (classes, c.latent_dim)))  # column j: the same z_j for every digit
     grid = recipe.decode(np.tile(z, (classes, 1)), np.repeat(np.arange(classes), classes))
-    plots.save_grid(r.out / "grid.png", grid[..., 0], classes, classes, "rows: the digit asked for; columns: one z each")
+    plots.save_grid(r.out / "grid.png", grid[..., 0], classes, classes,
+                    "rows: the digit asked for; columns: one z each")
     t = np.linspace(0.0, 1.0, 10, dtype=np.float32)[:, None]
     cond = np.concatenate([(1 - t) * np.eye(classes)[d] + t * np.eye(classes)[(d + 1) % classes]
                            for d in range(classes)])
@@ -73,7 +75,7 @@ def score_and_draw(recipe: vae_recipe.VAE, train, test, metrics: dict, r: run.Ru
 
 
 def experiment(args) -> dict:
-    scorer = Scorer(args.classifier_dir)  # before anything is written: it scores the samples
+    scorer = scoring.from_args(args, args.data_dir)  # before anything is written: it scores the samples
     return vae_recipe.cli_run(args, CVAE_PRESETS, after=lambda *a: score_and_draw(*a, scorer=scorer, digit=args.digit))
 
 

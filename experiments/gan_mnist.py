@@ -1,7 +1,7 @@
 """GANs on MNIST: seed 000's MLP GAN and a DCGAN, trained and scored by the library's evaluator.
 
     python -m experiments.gan_mnist                          # seed 000's MLP GAN, 10 epochs, runs/gan_mnist
-    python -m experiments.gan_mnist --model dcgan --out runs/dcgan
+    python -m experiments.gan_mnist --preset dcgan --out runs/dcgan
     python -m experiments.gan_mnist --d-grad-leak --out runs/gan_as_written   # the seed's loop as written
 
 Needs the evaluator's digit classifier (`python -m experiments.mnist_classifier`,
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import data, prng
-from genjax.evaluation import classifier, plots
-from genjax.evaluation.scorer import Scorer
+from genjax.evaluation import plots
+from genjax.evaluation import scorer as scoring
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
 from genjax.objectives import gan, latent
 from genjax.presets import GAN_PRESETS as PRESETS
@@ -36,7 +36,8 @@ DEFAULT_OUT = Path("runs/gan_mnist")
 
 parser = run.parser(__doc__, "python -m experiments.gan_mnist", DEFAULT_OUT, PRESETS, "seed000", aliases=("--model",))
 run.preset_flag(parser, "--latent-dim", PRESETS, type=cli.positive_int("--latent-dim"), help="noise dimensions")
-run.preset_flag(parser, "--width", PRESETS, type=cli.positive_int("--width"),
+run.preset_flag(parser, "--hidden", PRESETS, type=cli.positive_int("--hidden"),
+                aliases={"--width": {"type": cli.positive_int("--width")}},
                 help="MLP: hidden units; DCGAN: channels of G's last and D's first convolution")
 run.preset_flag(parser, "--g-loss", PRESETS, choices=tuple(gan.GENERATOR_LOSSES),
                 help="generator loss: non_saturating (-log D(G(z)), the seed's) or saturating (log(1 - D(G(z))))")
@@ -54,7 +55,7 @@ parser.add_argument("--d-grad-leak", action="store_true", default=None,
                          "cleared and add into D's next update (default: cleared, the intended algorithm)")
 run.preset_flag(parser, "--num-samples", PRESETS, type=cli.positive_int("--num-samples"),
                 help="samples saved in samples.npy and scored")
-classifier.add_dir_flag(parser)
+scoring.add_flags(parser)
 
 
 def draw_pictures(out: Path, g: GAN, key) -> None:
@@ -68,14 +69,14 @@ def draw_pictures(out: Path, g: GAN, key) -> None:
 
 def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS)
-    scorer = Scorer(args.classifier_dir)  # before anything is written: it scores the samples
+    scorer = scoring.from_args(args, args.data_dir)  # before anything is written: it scores the samples
     r = run.Run(args, config, resumable=GAN.resumable)
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
     g = GAN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
     final = run.last_test_metrics(g.history, g.make_evaluate(test, mesh), g.state)
     draw_key = g.keys()["draw"]
     samples = g.sample(config.num_samples, draw_key)[..., 0]
-    scores = scorer.with_reference(train.images, test.images).score(samples)
+    scores = scorer.with_reference(train.images, test.images).score(samples) if scorer else {}
     metrics = {**scores, **r.summary(g.history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
                "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None,
                "fc_hidden": config.fc_hidden, "g_lr": config.g_lr or config.lr,

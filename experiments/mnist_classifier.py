@@ -13,16 +13,9 @@ Then score samples with `python -m experiments.score_samples runs/NAME/samples.n
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-import jax
-
-from genjax import data
-from genjax.errors import UsageError
 from genjax.evaluation import classifier
 from genjax.runs import cli
 
@@ -33,8 +26,8 @@ def build_parser() -> cli.Parser:
     p.add_argument("--epochs", type=cli.non_negative_int("--epochs"), default=defaults.epochs,
                    help=f"epochs over the training set (default {defaults.epochs})")
     p.add_argument("--seed", type=cli.seed("--seed"), default=defaults.seed, help=f"random seed (default {defaults.seed})")
-    p.add_argument("--out", type=Path, default=classifier.default_dir(),
-                   help=f"where to save it (default {classifier.default_dir()}, where the evaluator looks)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"where to save it (default: {classifier.DEFAULT_DIR_TEXT}, where the evaluator looks)")
     cli.add_data_dir_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no per-epoch lines")
     return p
@@ -42,18 +35,9 @@ def build_parser() -> cli.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = cli.check_writable(args.out)
+    out = cli.check_writable(args.out or classifier.default_dir())
     config = classifier.ClassifierConfig(epochs=args.epochs, seed=args.seed)
-    train, test = data.load_dataset("mnist", args.data_dir)
-    t0 = time.perf_counter()
-    params, accuracy = classifier.train(config, train, test, progress=not args.no_progress)
-    seconds = round(time.perf_counter() - t0, 1)
-    print(f"test accuracy {accuracy:.4f} after {config.epochs} epochs ({seconds} s, {jax.default_backend()})")
-    if accuracy < classifier.MIN_TEST_ACCURACY:
-        raise UsageError(f"test accuracy {accuracy:.4f} is below {classifier.MIN_TEST_ACCURACY}: nothing saved; "
-                         "train longer (--epochs N) or with another --seed")
-    classifier.save(out, params, accuracy, config, train_seconds=seconds, backend=jax.default_backend(),
-                    machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
+    _, accuracy, seconds = classifier.train_and_save(out, config, args.data_dir, progress=not args.no_progress)
     print(json.dumps({"out": str(out), "test_accuracy": accuracy, "train_seconds": seconds}))
     return 0
 

@@ -1,6 +1,6 @@
 """Seed 000's PixelRNN on threshold-binarized MNIST: exact test NLL, samples, completions.
 
-    python -m experiments.pixelrnn_mnist --hidden 128 --epochs 5 --out runs/pixelrnn_h128   # CPU-sized
+    python -m experiments.pixelrnn_mnist --hidden 128 --epochs 4 --out runs/pixelrnn_h128   # CPU-sized
     python -m experiments.pixelrnn_mnist                    # the seed's run: hidden 512, 10 epochs
     python -m experiments.pixelrnn_mnist --epochs 12 --resume
 

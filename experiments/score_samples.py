@@ -32,8 +32,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file and line instead of the table (no reference rows)")
     cli.add_data_dir_flag(p)
-    p.add_argument("--classifier-dir", type=Path, default=classifier.default_dir(),
-                   help=f"the trained classifier (default {classifier.default_dir()})")
+    classifier.add_dir_flag(p)
     p.add_argument("--seed", type=cli.seed("--seed"), default=0, help="seed of the reference rows' draws (default 0)")
     return p
 
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"file": name, **s}), flush=True)
         rows.append((name, s))
     if not args.json:
-        print(f"features: DigitCNN in {args.classifier_dir} (test accuracy {info['test_accuracy']:.4f}); FID, "
+        print(f"features: DigitCNN in {args.classifier_dir or classifier.default_dir()} (test accuracy {info['test_accuracy']:.4f}); FID, "
               f"precision, recall (k = {reference.k}) against the {len(test)} test images; memorization ratio: "
               f"median distance to the nearest of the {len(train)} training images over the test set's")
         print(evaluator.format_table(rows))

@@ -97,7 +97,7 @@ class GANConfig:
     preset: str
     model: str  # mlp | dcgan
     latent_dim: int
-    width: int  # MLP: hidden units; DCGAN: channels of G's last and D's first convolution
+    hidden: int  # MLP: hidden units; DCGAN: channels of G's last and D's first convolution
     optimizer: str  # adam | adamw, the same for G and D
     lr: float
     b1: float
@@ -132,9 +132,9 @@ class AEConfig:
 
     preset: str
     model: str  # mlp | conv | fully_conv
-    widths: tuple[int, ...]  # mlp: hidden widths (the decoder mirrors them); conv: channels of each stride-2 conv
+    hidden: tuple[int, ...]  # mlp: hidden widths (the decoder mirrors them); conv: channels of each stride-2 conv
     latent_dim: int  # fully_conv: fixed by the last feature map (2 x 2 x 96 = 384 for seed 001)
-    recon: str  # bce | mse, summed over pixels, averaged over images
+    likelihood: str  # bernoulli (binary cross-entropy) | mse, summed over pixels, averaged over images
     optimizer: str
     lr: float
     epochs: int
@@ -152,7 +152,7 @@ AE_PRESETS = {
     # Seed 003: 784-400(ReLU)-20, 20-400(ReLU)-784(sigmoid); its criterion F.mse_loss; Adam 1e-3.
     "seed003": AEConfig("seed003", "mlp", (400,), 20, "mse", "adam", 1e-3, 10),
     # Seed 004: Conv 16, 32 (3x3, stride 2) -> Linear 2; BCELoss(sum) / batch, Adam 1e-3, batch 128, 10 epochs.
-    "seed004": AEConfig("seed004", "conv", (16, 32), 2, "bce", "adam", 1e-3, 10),
+    "seed004": AEConfig("seed004", "conv", (16, 32), 2, "bernoulli", "adam", 1e-3, 10),
     # Seed 001: CIFAR-10 3x32x32 -> Conv 12, 24, 48, 96 (4x4, stride 2) = 96x2x2 -> back; the seed gives no
     # training loop: MSE ("usually Mean Squared Error" in its text), Adam 1e-3 as its VAE, batch 128.
     "seed001": AEConfig("seed001", "fully_conv", (12, 24, 48, 96), 384, "mse", "adam", 1e-3, 10, dataset="cifar10"),
@@ -165,9 +165,9 @@ class AEApplicationsConfig:
     and anomaly detection (one AE and one VAE per digit, trained on that digit alone)."""
 
     preset: str
-    ae: str = "seed003"  # AE_PRESETS: the autoencoder of both studies
-    vae: str = "seed003"  # PRESETS: the VAE of the anomaly comparison (784-400-20, as seed003's AE)
-    recon: str = "mse"
+    ae_preset: str = "seed003"  # AE_PRESETS: the autoencoder of both studies
+    vae_preset: str = "seed003"  # PRESETS: the VAE of the anomaly comparison (784-400-20, as seed003's AE)
+    likelihood: str = "mse"  # the AE's reconstruction term
     noise: tuple[float, ...] = (0.1, 0.3, 0.5)  # the DAEs' noise levels (a plain AE, noise 0, is always trained)
     digits: tuple[int, ...] = tuple(range(10))  # anomaly detection: one "normal" digit per pair of models
     tasks: tuple[str, ...] = ("denoising", "anomaly")

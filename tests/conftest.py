@@ -129,3 +129,11 @@ def check_load_reproduces(out: Path, family: type, samples_file: str | Path, dra
     saved = np.load(out / samples_file)
     again = model.sample(len(saved), draw(model), **sample_kwargs)
     np.testing.assert_array_equal(again.reshape(saved.shape), saved)
+
+
+def broken_classifier_dir(where: Path) -> Path:
+    """A classifier directory whose files do not check out (a partial or altered cache)."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "params.msgpack").write_bytes(b"not a classifier")
+    (where / "info.json").write_text("{")
+    return where

@@ -8,7 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from conftest import check_load_reproduces, check_ok, numbers_only, read_history, read_metrics, run_cli
+from conftest import (
+    broken_classifier_dir,
+    check_load_reproduces,
+    check_ok,
+    numbers_only,
+    read_history,
+    read_metrics,
+    run_cli,
+)
 from tfds_mocks import mock_tfds
 
 SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
@@ -26,7 +34,7 @@ def test_ae_mnist_writes_the_scatter_and_scores_ae_and_vae_samples(quick_classif
                  *(f"samples_{s}.{ext}" for s in ("ae_prior", "ae_fitted", "vae_prior") for ext in ("npy", "png"))):
         assert (out / name).exists(), name
     m = read_metrics(out)
-    assert m["model"] == "conv" and m["recon"] == "bce" and m["vae"]["latent_dim"] == 2 and m["vae"]["preset"] == "seed003"
+    assert m["model"] == "conv" and m["likelihood"] == "bernoulli" and m["vae"]["latent_dim"] == 2 and m["vae"]["preset"] == "seed003"
     assert set(m["samples"]) == {"ae_prior", "ae_fitted", "vae_prior"}
     for s in m["samples"].values():
         assert SCORE_KEYS <= set(s) and s["n"] == 200 and 0 <= s["class_entropy"] <= np.log(10) + 1e-9 and s["fid"] > 0
@@ -84,7 +92,7 @@ def test_ae_cifar10_resumed_equals_a_straight_run(monkeypatch, tmp_path):
     for name in ("metrics.json", "history.csv", "reconstructions.png", "losses.png", "checkpoints"):
         assert (straight / name).exists(), name
     m = read_metrics(straight)
-    assert m["code_shape"] == [2, 2, 96] and m["model"] == "fully_conv" and m["recon"] == "mse"
+    assert m["code_shape"] == [2, 2, 96] and m["model"] == "fully_conv" and m["likelihood"] == "mse"
     assert {"test_loss", "test_mse", "test_psnr", "test_psnr_input"} <= set(m)
     assert _cifar10(["--epochs", "1", "--noise", "0.1", "--out", split], monkeypatch, tmp_path) == 0
     assert _cifar10(["--epochs", "2", "--noise", "0.1", "--out", split, "--resume"], monkeypatch, tmp_path) == 0
@@ -96,14 +104,15 @@ def test_ae_cifar10_resumed_equals_a_straight_run(monkeypatch, tmp_path):
 
 
 BAD = [
-    ("experiments.ae_mnist", ["--recon", "l1"], "--recon"),
+    ("experiments.ae_mnist", ["--recon", "l1"], "--likelihood"),
+    ("experiments.ae_mnist", ["--likelihood", "l1"], "--likelihood"),
     ("experiments.ae_mnist", ["--noise", "-0.1"], "--noise"),
     ("experiments.ae_mnist", ["--num-samples", "2"], "--num-samples"),
-    ("experiments.ae_mnist", ["--classifier-dir", "NONE"], "python -m experiments.mnist_classifier"),
+    ("experiments.ae_mnist", ["--classifier-dir", "BROKEN"], "python -m experiments.mnist_classifier"),
     ("experiments.ae_applications", ["--digits", "3,10"], "--digits"),
     ("experiments.ae_applications", ["--noise", "0.1,0"], "--noise"),
     ("experiments.ae_applications", ["--tasks", "denoising,painting"], "--tasks"),
-    ("experiments.ae_cifar10", ["--recon", "bogus"], "--recon"),
+    ("experiments.ae_cifar10", ["--recon", "bogus"], "--likelihood"),
 ]
 
 
@@ -111,7 +120,7 @@ BAD = [
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     for i, (module, args, needle) in enumerate(BAD):
         out = tmp_path / f"bad{i}"
-        args = [str(tmp_path / "none") if a == "NONE" else a for a in args]
+        args = [str(broken_classifier_dir(tmp_path / f"broken{i}")) if a == "BROKEN" else a for a in args]
         proc = run_cli(*args, "--epochs", "1", "--out", out, module=module)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (module, args, proc.stderr[-2000:])

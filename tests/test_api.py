@@ -111,3 +111,18 @@ def test_bad_input_raises_a_value_error_naming_the_fix(case):
     _, call, fix = case
     with pytest.raises(ValueError, match=fix):
         call()
+
+
+def test_with_a_kl_warm_up_the_test_objective_is_the_one_each_epoch_trained(mnist):
+    """Epoch e (from 0) of a W-epoch warm-up trains recon + beta min(1, (e + 1) / W) KL: the test
+    metrics name that objective beside the loss at the full beta."""
+    train, test = mnist
+    vae = genjax.VAE.from_preset("seed002", kl_warmup_epochs=4, beta=2.0).fit(
+        train.images[:1024], epochs=2, test_images=test.images[:256], progress=False)
+    for epoch, row in enumerate(vae.history):
+        weight = 2.0 * (epoch + 1) / 4
+        assert row["test_objective"] == pytest.approx(row["test_recon"] + weight * row["test_kl"], rel=1e-5)
+        assert row["test_loss"] == pytest.approx(row["test_recon"] + 2.0 * row["test_kl"], rel=1e-5)
+    plain = genjax.VAE.from_preset("seed002").fit(train.images[:1024], epochs=1, test_images=test.images[:256],
+                                                  progress=False)
+    assert "test_objective" not in plain.history[0]  # without a warm-up it is the loss

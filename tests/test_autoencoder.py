@@ -82,7 +82,7 @@ def test_denoising_loss_corrupts_the_input_and_targets_the_clean_image():
     plain, _ = autoencoder.make_ae_loss(model, "mse", "float")(params, {}, batch, key, 0)
     out_clean = np.asarray(jax.nn.sigmoid(model.apply({"params": params}, clean)))
     assert float(plain) == pytest.approx(((out_clean - clean) ** 2).reshape(6, -1).sum(1)[:4].mean(), rel=1e-5)
-    bce, _ = autoencoder.make_ae_loss(model, "bce", "float")(params, {}, batch, key, 0)
+    bce, _ = autoencoder.make_ae_loss(model, "bernoulli", "float")(params, {}, batch, key, 0)
     logits = np.asarray(model.apply({"params": params}, clean), np.float64).reshape(6, -1)
     x = clean.reshape(6, -1)
     expected = -(x * np.log(1 / (1 + np.exp(-logits))) + (1 - x) * np.log(1 - 1 / (1 + np.exp(-logits))))
@@ -156,7 +156,7 @@ from genjax.data import ImageSet
 from genjax.devices import data_mesh, replicate
 from genjax.recipes.autoencoder import Autoencoder
 from genjax.training.step import epoch_key
-config = dataclasses.replace(AE_PRESETS["seed003"], widths=(32,), latent_dim=4, batch_size=16, noise=0.2)
+config = dataclasses.replace(AE_PRESETS["seed003"], hidden=(32,), latent_dim=4, batch_size=16, noise=0.2)
 images = np.random.default_rng(0).integers(0, 256, (72, 28, 28, 1), dtype=np.uint8)  # 4 full batches + 8 padded
 mesh = data_mesh()
 x = replicate(jnp.asarray(images[:40] / 255.0, jnp.float32), mesh)

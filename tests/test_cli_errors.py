@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, REPO_ROOT, cli_env, run_cli
+from conftest import FAST, REPO_ROOT, broken_classifier_dir, cli_env, run_cli
 from genjax.errors import RunStopped, UsageError
 
 # Each case would train one short epoch if it were (wrongly) accepted.
@@ -115,7 +115,7 @@ SCRIPT_CASES = {
     "conv_vae_mnist latent 0": ("conv_vae_mnist", ["--latent-dim", "0"], "--latent-dim"),
     "cvae_mnist digit 10": ("cvae_mnist", ["--digit", "10"], "--digit"),
     "gan_mnist g-lr 0": ("gan_mnist", ["--g-lr", "0"], "--g-lr"),
-    "gan_mnist no classifier": ("gan_mnist", ["--classifier-dir", "EMPTY"], "classifier"),
+    "gan_mnist broken classifier": ("gan_mnist", ["--classifier-dir", "BROKEN"], "classifier"),
     "pixelrnn_mnist temperature nan": ("pixelrnn_mnist", ["--temperature", "nan"], "--temperature"),
     "pixelrnn_mnist batch > training set (after --out)": ("pixelrnn_mnist", ["--batch-size", "60001"], "--batch-size"),
     "ae_mnist noise -1": ("ae_mnist", ["--noise", "-1"], "--noise"),
@@ -140,10 +140,11 @@ def test_bad_input_to_every_script_leaves_nothing_behind(tmp_path, capsys, monke
     monkeypatch.setenv("GENJAX_OFFLINE", "1")
     empty = tmp_path / "empty"
     empty.mkdir()
-    flags = [empty if f == "EMPTY" else f for f in flags]
+    broken = broken_classifier_dir(tmp_path / "broken")
+    flags = [empty if f == "EMPTY" else broken if f == "BROKEN" else f for f in flags]
     code = call(module, *flags, "--epochs", "1", "--no-progress", "--out", tmp_path / "new" / "out")
     assert_refused(capsys, code, needle)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any(empty.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "empty"] and not any(empty.iterdir())
 
 
 def test_score_samples_bad_input(tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 from scipy.spatial.distance import cdist
 
-from conftest import check_ok, run_cli
+from conftest import broken_classifier_dir, check_ok, run_cli
 from experiments import score_samples
 from genjax.errors import UsageError
 from genjax.evaluation import classifier
@@ -284,7 +284,8 @@ def test_score_samples_json_and_bad_input(trained, mnist_arrays, tmp_path, capsy
     np.save(bad, np.full((50, 28, 28), 255, np.uint8))
     script = "experiments.score_samples"
     assert "divide them by 255" in _single_error(run_cli(good, bad, "--classifier-dir", directory, module=script))
-    assert cli.run_main(score_samples.main, [str(good), "--classifier-dir", str(tmp_path / "none")]) == 2
+    broken = broken_classifier_dir(tmp_path / "b")
+    assert cli.run_main(score_samples.main, [str(good), "--classifier-dir", str(broken)]) == 2
     assert classifier.TRAIN_COMMAND in capsys.readouterr().err  # (in-process: one interpreter start less)
     other = tmp_path / "other.npy"
     np.save(other, np.random.default_rng(0).uniform(size=(40, 784)).astype(np.float32))

@@ -32,7 +32,7 @@ def host(tree):
 
 def build(preset: str, leak: bool = False, seed: int = 0, width: int | None = None):
     """(G, D, tx, latent_dim, state) of a preset (``width`` overrides its width, for speed)."""
-    config = dataclasses.replace(GAN_PRESETS[preset], width=width or GAN_PRESETS[preset].width)
+    config = dataclasses.replace(GAN_PRESETS[preset], hidden=width or GAN_PRESETS[preset].hidden)
     gen, disc = gan.build_models(config)
     tx = make_optimizer(config.optimizer, config.lr, config.b1)
     state = adversarial.init_state(gen, disc, tx, tx, jax.random.key(seed, impl=RBG), config.latent_dim, (28, 28, 1), leak)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 import genjax
-from conftest import check_load_reproduces, check_ok, flag_help, read_history, read_metrics, run_cli
+from conftest import (
+    broken_classifier_dir,
+    check_load_reproduces,
+    check_ok,
+    flag_help,
+    read_history,
+    read_metrics,
+    run_cli,
+)
 
 SCORE_KEYS = {"n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
 
@@ -33,17 +43,41 @@ def test_one_epoch_writes_every_output_with_its_scores(quick_classifier, tmp_pat
     check_load_reproduces(out, genjax.GAN, "samples.npy", lambda g: g.keys()["draw"])
 
 
-def test_without_the_classifier_it_stops_before_writing_anything(tmp_path):
+def test_a_broken_classifier_stops_it_before_writing_anything(tmp_path):
     out = tmp_path / "gan"
-    proc = run_cli("--classifier-dir", tmp_path / "none", "--out", out, module="experiments.gan_mnist")
+    proc = run_cli("--classifier-dir", broken_classifier_dir(tmp_path / "clf"), "--out", out,
+                   module="experiments.gan_mnist")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "python -m experiments.mnist_classifier" in proc.stderr
     assert not out.exists()
 
 
+@pytest.mark.slow
+def test_a_machine_without_the_classifier_trains_it_on_first_use_and_scores(tmp_path, monkeypatch, capsys):
+    """No second command: the first GAN run trains the classifier into --classifier-dir (here for one
+    epoch, the default's three would take minutes), says so, and scores its samples with it."""
+    from experiments import gan_mnist
+    from genjax.evaluation import classifier
+    from genjax.runs import run
+
+    monkeypatch.setattr(classifier, "DEFAULT_CONFIG", classifier.ClassifierConfig(epochs=1))
+    monkeypatch.setattr(classifier, "MIN_TEST_ACCURACY", 0.95)
+    clf, out = tmp_path / "never_trained", tmp_path / "gan"
+    argv = ["--epochs", "1", "--num-samples", "200", "--classifier-dir", str(clf), "--out", str(out), "--no-progress"]
+    assert run.main(gan_mnist.parser, gan_mnist.experiment, argv) == 0
+    err = capsys.readouterr().err
+    assert "not trained yet: training it once" in err and "classifier test accuracy" in err
+    info = json.loads((clf / "info.json").read_text())
+    assert info["test_accuracy"] >= 0.95 and classifier.load(clf)[1]["sha256"] == info["sha256"]
+    assert read_metrics(out)["n"] == 200 and read_metrics(out)["fid"] > 0
+    unscored = [*argv[:-3], "--no-progress", "--no-score", "--out", str(tmp_path / "b")]
+    assert run.main(gan_mnist.parser, gan_mnist.experiment, unscored) == 0
+    assert "fid" not in read_metrics(tmp_path / "b")
+
+
 def test_help_names_the_models_and_the_seed_leak():
     proc = run_cli("--help", module="experiments.gan_mnist")
     check_ok(proc)
-    assert "dcgan" in flag_help(proc.stdout, "--model") and "seed000" in flag_help(proc.stdout, "--model")
-    assert "--model" in proc.stdout and "never cleared" in " ".join(flag_help(proc.stdout, "--d-grad-leak").split())
+    assert "dcgan" in flag_help(proc.stdout, "--preset") and "seed000" in flag_help(proc.stdout, "--preset")
+    assert "--model" not in proc.stdout and "never cleared" in " ".join(flag_help(proc.stdout, "--d-grad-leak").split())
     assert "default: the preset's, seed000 20, dcgan 100" in flag_help(proc.stdout, "--latent-dim")

@@ -143,8 +143,10 @@ def test_config_from_args_and_preset_help():
     ns = p.parse_args(["--preset", "b", "--lr", "0.5", "--seed", "3"])
     assert run.config_from_args(ns, presets) == ToyConfig("b", epochs=5, lr=0.5, seed=3)
     assert run.config_from_args(p.parse_args([]), presets) == presets["a"]
-    with pytest.raises(UsageError, match="unknown preset"):
-        run.config_from_args(p.parse_args(["--preset", "c"]), presets)
+    with pytest.raises(UsageError, match=r"--preset: invalid choice: 'c' \(choose from 'a', 'b'\)"):
+        p.parse_args(["--preset", "c"])
+    with pytest.raises(UsageError, match="unknown preset"):  # a namespace built without the parser
+        run.config_from_args(argparse.Namespace(preset="c"), presets)
     text = " ".join(p.format_help().split())
     assert "More text." in text
     assert "epochs in total (default: the preset's, a 2, b 5)" in text

@@ -13,6 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import platform
+import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from genjax.devices import data_mesh, map_in_chunks, replicate
 from genjax.errors import UsageError
 from genjax.models.digit_cnn import DigitCNN
 from genjax.objectives.losses import masked_mean
+from genjax.runs import cli
 from genjax.runs.files import write_bytes_atomic, write_json_atomic
 from genjax.training.step import TrainState, epoch_key, fast_compiler_options, make_epoch, make_train_step, num_batches
 
@@ -87,7 +92,7 @@ def init_params(seed: int = 0) -> dict:
 
 
 def train(config: ClassifierConfig, train_set: data.ImageSet, test_set: data.ImageSet,
-          progress: bool = False) -> tuple[dict, float]:
+          progress: bool = False, log=print) -> tuple[dict, float]:
     """(params, test accuracy) after ``config.epochs`` epochs on ``train_set``."""
     mesh = data_mesh()
     model = DigitCNN()
@@ -102,7 +107,7 @@ def train(config: ClassifierConfig, train_set: data.ImageSet, test_set: data.Ima
     for epoch in range(config.epochs):
         state, steps = epoch_fn(state, train_data, epoch_key(run_key, epoch))
         if progress:
-            print(f"epoch {epoch + 1}/{config.epochs}: train loss {float(np.mean(steps['loss'])):.4f}, "
+            log(f"epoch {epoch + 1}/{config.epochs}: train loss {float(np.mean(steps['loss'])):.4f}, "
                   f"accuracy {float(np.mean(steps['accuracy'])):.4f}", flush=True)
     params = jax.device_get(state.params)
     return params, accuracy(params, test_set.images, test_set.labels)
@@ -125,9 +130,50 @@ def save(directory: Path, params, test_accuracy: float, config: ClassifierConfig
     return directory
 
 
+DEFAULT_DIR_TEXT = "mnist_classifier in the genjax cache, $GENJAX_CACHE_DIR or ~/.cache/genjax"
+
+
 def add_dir_flag(p) -> None:
     """``--classifier-dir``: where the cached classifier is (for every script that scores samples)."""
-    p.add_argument("--classifier-dir", type=Path, help=f"the evaluator's classifier (default {default_dir()})")
+    p.add_argument("--classifier-dir", type=Path,
+                   help=f"the evaluator's digit classifier, trained there on first use (default: {DEFAULT_DIR_TEXT})")
+
+
+def train_and_save(directory: Path, config: ClassifierConfig = ClassifierConfig(), data_dir=None,
+                   progress: bool = True, log=print) -> tuple[dict, float, float]:
+    """Train the classifier on MNIST and save it into ``directory`` (refusing one below
+    :data:`MIN_TEST_ACCURACY`): (params, test accuracy, seconds)."""
+    train_set, test_set = data.load_dataset("mnist", data_dir)
+    t0 = time.perf_counter()
+    params, acc = train(config, train_set, test_set, progress=progress, log=log)
+    seconds = round(time.perf_counter() - t0, 1)
+    log(f"classifier test accuracy {acc:.4f} after {config.epochs} epochs ({seconds} s, {jax.default_backend()})")
+    if acc < MIN_TEST_ACCURACY:
+        raise UsageError(f"the classifier's test accuracy {acc:.4f} is below {MIN_TEST_ACCURACY}: nothing saved; "
+                         f"train longer (`{TRAIN_COMMAND} --epochs N`) or with another --seed")
+    save(directory, params, acc, config, train_seconds=seconds, backend=jax.default_backend(),
+         machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
+    return params, acc, seconds
+
+
+DEFAULT_CONFIG = ClassifierConfig()  # what load_or_train trains on first use (python -m experiments.mnist_classifier's)
+
+
+def load_or_train(directory: Path | None = None, data_dir=None, config: ClassifierConfig | None = None,
+                  progress: bool = True) -> tuple[dict, dict]:
+    """(params, info) of the cached classifier (:func:`load`); trained and cached first when there
+    is none yet (2-5 minutes on a 2-core CPU, a line per epoch and its test accuracy on stderr)."""
+    directory = Path(directory) if directory else default_dir()
+    if not ((directory / PARAMS_FILE).is_file() or (directory / INFO_FILE).is_file()):
+        cli.check_writable(directory)
+
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        log(f"the digit classifier that scores samples is not trained yet: training it once into {directory} "
+            "(2-5 minutes on a 2-core CPU)")
+        train_and_save(directory, config or DEFAULT_CONFIG, data_dir, progress=progress, log=log)
+    return load(directory)
 
 
 def load(directory: Path | None = None) -> tuple[dict, dict]:

@@ -20,12 +20,17 @@ class Scorer:
     entropy, classifier score, precision/recall and memorization (see :mod:`genjax.evaluation.evaluator`).
 
     ``classifier_dir``: the trained classifier (default: the cache, see :mod:`genjax.evaluation.classifier`),
-    loaded and checked at once. ``train_images``/``test_images`` (uint8): the reference sets
+    loaded and checked at once; trained there first when there is none (``train_if_missing``).
+    ``train_images``/``test_images`` (uint8): the reference sets
     (default: MNIST from ``data_dir``), whose features are computed on the first score."""
 
     def __init__(self, classifier_dir: str | Path | None = None, train_images: np.ndarray | None = None,
-                 test_images: np.ndarray | None = None, data_dir: str | Path | None = None):
-        self.params, self.classifier_info = classifier.load(classifier_dir)
+                 test_images: np.ndarray | None = None, data_dir: str | Path | None = None,
+                 train_if_missing: bool = True):
+        if train_if_missing:
+            self.params, self.classifier_info = classifier.load_or_train(classifier_dir, data_dir)
+        else:
+            self.params, self.classifier_info = classifier.load(classifier_dir)
         self._images = (train_images, test_images)
         self._data_dir = data_dir
         self._reference = None
@@ -60,4 +65,17 @@ class Scorer:
         return evaluator.score_features(probs, feats, self.reference), probs
 
 
-__all__ = ["Scorer"]
+def add_flags(p) -> None:
+    """``--classifier-dir`` and ``--no-score`` (``args.score``), for every script that scores samples."""
+    classifier.add_dir_flag(p)
+    p.add_argument("--no-score", dest="score", action="store_false",
+                   help="skip the evaluator's sample scores (no classifier needed)")
+
+
+def from_args(args, data_dir=None) -> Scorer | None:
+    """The scorer a script's flags ask for (None with ``--no-score``): its classifier loaded, or
+    trained and cached on first use, before the run writes anything."""
+    return Scorer(args.classifier_dir, data_dir=data_dir) if args.score else None
+
+
+__all__ = ["Scorer", "add_flags", "from_args"]

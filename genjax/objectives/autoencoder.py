@@ -3,8 +3,8 @@ r"""The deterministic autoencoder family: its loss, denoising, reconstruction er
 Per image, with x the clean pixels in [0, 1], \tilde x the network's input and
 \hat x = \sigma(\mathrm{decode}(\mathrm{encode}(\tilde x))) its output:
 
-    bce:  -\sum_i [x_i \log \hat x_i + (1 - x_i) \log(1 - \hat x_i)]   (from logits; seed 004's BCELoss(sum) / B)
-    mse:  \sum_i (x_i - \hat x_i)^2                                     (seed 003's criterion, summed over pixels)
+    bernoulli:  -\sum_i [x_i \log \hat x_i + (1 - x_i) \log(1 - \hat x_i)]   (from logits; seed 004's BCELoss(sum) / B)
+    mse:        \sum_i (x_i - \hat x_i)^2                                     (seed 003's criterion, summed over pixels)
 
 averaged over the batch's real images. A plain AE has \tilde x = x; a denoising AE
 (``noise`` = \sigma_n > 0) sees \tilde x = clip(x + \sigma_n \epsilon, 0, 1),
@@ -37,22 +37,19 @@ from genjax.models.mlp_ae import MLPAutoencoder
 from genjax.objectives import vae
 from genjax.objectives.losses import masked_mean
 
-RECONSTRUCTIONS = ("bce", "mse")
+RECONSTRUCTIONS = ("bernoulli", "mse")  # the reconstruction terms, by the name of the VAE likelihood each is
 MODELS = ("mlp", "conv", "fully_conv")
 MSE_FLOOR = 1e-10  # PSNR of a perfect reconstruction: 100 dB, not infinity
 
 
 # -- the pure pieces --------------------------------------------------------------------------
 
-LIKELIHOOD_OF = {"bce": "bernoulli", "mse": "mse"}  # each AE error as the VAE's reconstruction term
-
-
-def reconstruction_error(logits: jax.Array, x: jax.Array, recon: str) -> jax.Array:
-    """Per-image training error over the last axis (flattened pixels): ``bce`` or ``mse`` above,
-    the VAE's :func:`genjax.objectives.vae.reconstruction_loss` of the same name (``bce`` is ``bernoulli``)."""
-    if recon not in LIKELIHOOD_OF:
-        raise UsageError(f"unknown reconstruction loss {recon!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
-    return vae.reconstruction_loss(logits, x, LIKELIHOOD_OF[recon])
+def reconstruction_error(logits: jax.Array, x: jax.Array, likelihood: str) -> jax.Array:
+    """Per-image training error over the last axis (flattened pixels): ``bernoulli`` (binary
+    cross-entropy) or ``mse`` above, the VAE's :func:`genjax.objectives.vae.reconstruction_loss`."""
+    if likelihood not in RECONSTRUCTIONS:
+        raise UsageError(f"unknown reconstruction loss {likelihood!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
+    return vae.reconstruction_loss(logits, x, likelihood)
 
 
 def mean_squared_error(prediction: jax.Array, target: jax.Array) -> jax.Array:
@@ -74,11 +71,11 @@ def corrupt(key: jax.Array, x: jax.Array, noise) -> jax.Array:
     return jnp.clip(x + noise * prng.normal(key, x.shape, x.dtype), 0.0, 1.0)
 
 
-def make_ae_loss(model: nn.Module, recon: str, pixels: str, noise=0.0):
+def make_ae_loss(model: nn.Module, likelihood: str, pixels: str, noise=0.0):
     """The training loss of :mod:`genjax.training.step`'s signature for a batch ``{"image": uint8}``:
     mean over the batch's real images of :func:`reconstruction_error` of the clean pixels,
     the input corrupted by ``noise`` (:func:`corrupt`). Metric ``mse``: per-pixel squared error."""
-    reconstruction_error(jnp.zeros((1, 1)), jnp.zeros((1, 1)), recon)  # an unknown name fails here, not traced
+    reconstruction_error(jnp.zeros((1, 1)), jnp.zeros((1, 1)), likelihood)  # an unknown name fails here, not traced
     if pixels not in UNIT_PIXEL_MODES:
         raise UsageError(f"an autoencoder's sigmoid output needs pixels in [0, 1]: choose one of "
                          f"{', '.join(UNIT_PIXEL_MODES)}")
@@ -88,7 +85,7 @@ def make_ae_loss(model: nn.Module, recon: str, pixels: str, noise=0.0):
         clean = to_pixels(batch["image"], pixels, pixel_key)
         logits = model.apply({"params": params}, corrupt(noise_key, clean, noise))
         n = clean.shape[0]
-        err = reconstruction_error(logits.reshape(n, -1), clean.reshape(n, -1), recon)
+        err = reconstruction_error(logits.reshape(n, -1), clean.reshape(n, -1), likelihood)
         mse = mean_squared_error(jax.nn.sigmoid(logits), clean)
         return masked_mean(err, batch), (model_state, {"mse": masked_mean(mse, batch)})
 
@@ -102,11 +99,11 @@ def from_config(config, image_shape) -> nn.Module:
     (seed 004) or ``fully_conv`` (seed 001, whose code is its last feature map)."""
     shape = tuple(int(n) for n in image_shape)
     if config.model == "mlp":
-        return MLPAutoencoder(shape, tuple(config.widths), config.latent_dim)
+        return MLPAutoencoder(shape, tuple(config.hidden), config.latent_dim)
     if config.model == "conv":
-        return ConvAutoencoder(shape, tuple(config.widths), config.latent_dim)
+        return ConvAutoencoder(shape, tuple(config.hidden), config.latent_dim)
     if config.model == "fully_conv":
-        model = FullyConvAutoencoder(shape, tuple(config.widths))
+        model = FullyConvAutoencoder(shape, tuple(config.hidden))
         if model.latent_dim != config.latent_dim:
             raise UsageError(f"{config.preset}: the code is the last feature map, {model.code_shape} = "
                              f"{model.latent_dim} numbers, not latent_dim {config.latent_dim}")
@@ -116,8 +113,8 @@ def from_config(config, image_shape) -> nn.Module:
 
 # -- evaluation -------------------------------------------------------------------------------
 
-@partial(jax.jit, static_argnames=("model", "recon", "noise", "chunk", "mesh"))
-def evaluate(model, params, x: jax.Array, key: jax.Array, recon: str, noise: float = 0.0, chunk: int = 1000,
+@partial(jax.jit, static_argnames=("model", "likelihood", "noise", "chunk", "mesh"))
+def evaluate(model, params, x: jax.Array, key: jax.Array, likelihood: str, noise: float = 0.0, chunk: int = 1000,
              mesh=None) -> dict:
     """Means over test pixels ``x`` (N, H, W, C) of the training error (``loss``), the per-pixel
     ``mse`` and ``psnr`` of the output against the clean x; with ``noise`` > 0 the input is
@@ -130,7 +127,7 @@ def evaluate(model, params, x: jax.Array, key: jax.Array, recon: str, noise: flo
         logits = model.apply({"params": params}, inputs)
         n = xc.shape[0]
         out = jax.nn.sigmoid(logits)
-        return (reconstruction_error(logits.reshape(n, -1), xc.reshape(n, -1), recon), mean_squared_error(out, xc),
+        return (reconstruction_error(logits.reshape(n, -1), xc.reshape(n, -1), likelihood), mean_squared_error(out, xc),
                 psnr(out, xc), psnr(inputs, xc))
 
     err, mse, p_out, p_in = map_in_chunks(one_chunk, (x, jax.random.split(key, x.shape[0])), chunk, mesh)

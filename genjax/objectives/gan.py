@@ -27,9 +27,9 @@ def build_models(config, image_shape: tuple[int, int, int] = (28, 28, 1)) -> tup
     """(G, D) of a :class:`genjax.presets.GANConfig` for images of ``image_shape``: the MLP pair
     (any size), or the DCGAN (28 x 28, any channels) with D's ``d_norm``."""
     if config.model == "dcgan":
-        return (DCGenerator(config.width, channels=int(image_shape[-1]), hidden=config.fc_hidden),
-                DCDiscriminator(config.width, config.d_norm, hidden=config.fc_hidden))
-    return MLPGenerator(config.width, tuple(int(n) for n in image_shape)), MLPDiscriminator(config.width)
+        return (DCGenerator(config.hidden, channels=int(image_shape[-1]), hidden=config.fc_hidden),
+                DCDiscriminator(config.hidden, config.d_norm, hidden=config.fc_hidden))
+    return MLPGenerator(config.hidden, tuple(int(n) for n in image_shape)), MLPDiscriminator(config.hidden)
 
 
 def generator_variables(state) -> dict:

@@ -12,6 +12,8 @@ Test metrics: ``loss`` (the training error), per-pixel ``mse`` and ``psnr``; wit
 
 from __future__ import annotations
 
+import argparse
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -24,18 +26,20 @@ from genjax.errors import UsageError
 from genjax.objectives import autoencoder
 from genjax.presets import AE_PRESETS, AEConfig
 from genjax.recipes.base import Recipe, take
+from genjax.runs import run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
 
 HYPERPARAMETERS = ("lr", "noise")  # what a sweep may vary per model in one program
 
 
-def make_ae_step(model: nn.Module, recon: str, pixels: str, optimizer: str):
+def make_ae_step(model: nn.Module, likelihood: str, pixels: str, optimizer: str):
     """``step_for(hp)``: the training step of :func:`make_ae_loss` with ``hp = {"lr", "noise"}``
     (numbers, or traced scalars inside a :mod:`genjax.training.sweep`)."""
 
     def step_for(hp: dict):
-        return make_train_step(autoencoder.make_ae_loss(model, recon, pixels, hp["noise"]), make_optimizer(optimizer, hp["lr"]))
+        loss_fn = autoencoder.make_ae_loss(model, likelihood, pixels, hp["noise"])
+        return make_train_step(loss_fn, make_optimizer(optimizer, hp["lr"]))
 
     return step_for
 
@@ -43,6 +47,23 @@ def make_ae_step(model: nn.Module, recon: str, pixels: str, optimizer: str):
 def hyperparameters(config) -> dict:
     """A config's :data:`HYPERPARAMETERS` as the dict :func:`make_ae_step` takes."""
     return {name: getattr(config, name) for name in HYPERPARAMETERS}
+
+
+def _old_recon(text: str) -> str:
+    """``--recon bce|mse``, the old spelling of ``--likelihood bernoulli|mse``."""
+    value = {"bce": "bernoulli"}.get(text, text)
+    if value not in autoencoder.RECONSTRUCTIONS:
+        raise argparse.ArgumentTypeError(f"--likelihood must be one of {', '.join(autoencoder.RECONSTRUCTIONS)}, "
+                                         f"got {text!r}")
+    return value
+
+
+def add_likelihood_flag(p: argparse.ArgumentParser, presets: dict, help: str = "the reconstruction term") -> None:
+    """``--likelihood bernoulli|mse`` (the VAE scripts' name for the reconstruction term; ``--recon``
+    is its old spelling): binary cross-entropy or squared error, summed over pixels."""
+    run.preset_flag(p, "--likelihood", presets, choices=autoencoder.RECONSTRUCTIONS,
+                    aliases={"--recon": {"type": _old_recon}},
+                    help=f"{help}: bernoulli (binary cross-entropy) or mse (squared error), summed over pixels")
 
 
 class Autoencoder(Recipe):
@@ -57,8 +78,8 @@ class Autoencoder(Recipe):
         c = self.config
         if c.model not in autoencoder.MODELS:
             raise UsageError(f"unknown autoencoder {c.model!r}: choose one of {', '.join(autoencoder.MODELS)}")
-        if c.recon not in autoencoder.RECONSTRUCTIONS:
-            raise UsageError(f"unknown reconstruction loss {c.recon!r}: choose one of "
+        if c.likelihood not in autoencoder.RECONSTRUCTIONS:
+            raise UsageError(f"unknown reconstruction loss {c.likelihood!r}: choose one of "
                              f"{', '.join(autoencoder.RECONSTRUCTIONS)}")
         if c.pixels not in data.UNIT_PIXEL_MODES:
             raise UsageError(f"an autoencoder's sigmoid output needs pixels in [0, 1]: choose one of "
@@ -90,17 +111,17 @@ class Autoencoder(Recipe):
 
     def train_step(self, steps_per_epoch: int):
         c = self.config
-        return make_ae_step(self.model, c.recon, c.pixels, c.optimizer)(hyperparameters(c))
+        return make_ae_step(self.model, c.likelihood, c.pixels, c.optimizer)(hyperparameters(c))
 
     def test_pixels(self, test: data.ImageSet):
         return data.fixed_eval_pixels(test.images, self.config.pixels)
 
-    def make_evaluate(self, test: data.ImageSet | None, mesh):
+    def make_evaluate(self, test: data.ImageSet | None, mesh, steps_per_epoch: int = 1):
         if test is None:
             return lambda state: {}
         c, model, key = self.config, self.model, self.keys()["eval"]
         x_test = replicate(self.test_pixels(test), mesh)
-        return lambda s: autoencoder.evaluate(model, s.params, x_test, key, c.recon, c.noise, mesh=mesh)
+        return lambda s: autoencoder.evaluate(model, s.params, x_test, key, c.likelihood, c.noise, mesh=mesh)
 
     def _pixels(self, images) -> jax.Array:
         x = self.image_set(images)
@@ -127,7 +148,7 @@ class Autoencoder(Recipe):
         """The test metrics of ``images`` (``loss``, ``mse``, ``psnr``; ``psnr_input`` with noise)."""
         key = self.keys()["eval"] if key is None else inputs.as_key(key, self.config.prng)
         m = autoencoder.evaluate(self.model, self._need_state().params, self._pixels(images), key,
-                                 self.config.recon, self.config.noise)
+                                 self.config.likelihood, self.config.noise)
         return {k: float(v) for k, v in m.items()}
 
     def fitted_gaussian(self, images) -> tuple[np.ndarray, np.ndarray]:
@@ -145,4 +166,4 @@ class Autoencoder(Recipe):
                                              self.image_shape, mean, chol), n)
 
 
-__all__ = ["HYPERPARAMETERS", "Autoencoder", "hyperparameters", "make_ae_step"]
+__all__ = ["HYPERPARAMETERS", "Autoencoder", "add_likelihood_flag", "hyperparameters", "make_ae_step"]

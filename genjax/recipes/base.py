@@ -127,8 +127,10 @@ class Recipe:
         """The arrays the step reads per batch: ``{"image": uint8}`` (and labels where used)."""
         return {"image": train.images}
 
-    def make_evaluate(self, test: data.ImageSet | None, mesh) -> Callable[[TrainState], dict]:
-        """``evaluate(state) -> dict`` of test metrics (``{}`` without a test set)."""
+    def make_evaluate(self, test: data.ImageSet | None, mesh, steps_per_epoch: int = 1
+                      ) -> Callable[[TrainState], dict]:
+        """``evaluate(state) -> dict`` of test metrics (``{}`` without a test set); ``steps_per_epoch``
+        tells the epoch from ``state.step`` (for metrics that change by epoch, e.g. a KL warm-up)."""
         return lambda state: {}
 
     def check_labels(self, images: np.ndarray, labels, name: str = "labels") -> np.ndarray | None:
@@ -204,7 +206,7 @@ class Recipe:
         metrics (e.g. an anomaly detector's AUROC). Returns the trained recipe."""
         p = self.prepare(train, mesh)
         recipe, c, mesh = p.recipe, p.recipe.config, p.mesh
-        evaluate = recipe.make_evaluate(test, mesh) if evaluate is None else evaluate
+        evaluate = recipe.make_evaluate(test, mesh, p.steps_per_epoch) if evaluate is None else evaluate
         if run is None:
             state, history = fit_epochs(p.state, p.epoch_fn, p.train_data, p.run_key, c.epochs, evaluate,
                                         progress=progress)

@@ -62,7 +62,8 @@ class GAN(Recipe):
     def init_state(self) -> TrainState:
         gen, disc = self.models
         tx_g, tx_d = adversarial.build_optimizers(self.config)
-        return adversarial.init_state(gen, disc, tx_g, tx_d, self.keys()["init"], self.config.latent_dim, self.image_shape,
+        return adversarial.init_state(gen, disc, tx_g, tx_d, self.keys()["init"], self.config.latent_dim,
+                                      self.image_shape,
                               self.config.d_grad_leak)
 
     def train_step(self, steps_per_epoch: int):
@@ -70,7 +71,7 @@ class GAN(Recipe):
         tx_g, tx_d = adversarial.build_optimizers(c)
         return adversarial.make_gan_step(gen, disc, tx_g, tx_d, c.latent_dim, c.g_loss, c.d_grad_leak)
 
-    def make_evaluate(self, test: data.ImageSet | None, mesh):
+    def make_evaluate(self, test: data.ImageSet | None, mesh, steps_per_epoch: int = 1):
         if test is None:
             return lambda state: {}
         (gen, disc), key, c = self.models, self.keys()["eval"], self.config

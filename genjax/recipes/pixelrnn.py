@@ -61,7 +61,7 @@ class PixelRNN(Recipe):
         """uint8 images -> their binarized rasters (N, T) in {0, 1}."""
         return pixelrnn.flat_binary(jnp.asarray(images))
 
-    def make_evaluate(self, test: data.ImageSet | None, mesh):
+    def make_evaluate(self, test: data.ImageSet | None, mesh, steps_per_epoch: int = 1):
         if test is None:
             return lambda state: {}
         model, x_test, dims = self.model, replicate(self.binary(test.images), mesh), self.num_pixels

@@ -23,7 +23,7 @@ import numpy as np
 
 from genjax import data
 from genjax.devices import data_mesh, replicate
-from genjax.objectives import vae
+from genjax.objectives import losses, vae
 from genjax.recipes.base import Prepared
 from genjax.recipes.vae import HYPERPARAMETERS, VAE, hyperparameters
 from genjax.runs.fit import fit as fit_epochs
@@ -33,18 +33,24 @@ from genjax.training.step import fast_compiler_options, make_epoch
 VARYING = (*HYPERPARAMETERS, "seed")  # what may differ inside one vmapped group
 
 
-def make_evaluate(members: Sequence[VAE], test: data.ImageSet | None, mesh):
-    """``evaluate(sweep) -> {metric_k: float}``: each model's test metrics at its own \beta, with its
-    own evaluation key (:meth:`genjax.recipes.vae.VAE.test_metrics`, vmapped)."""
+def make_evaluate(members: Sequence[VAE], test: data.ImageSet | None, mesh, steps_per_epoch: int = 1):
+    """``evaluate(sweep) -> {metric_k: float}``: each model's test metrics at its own \beta and KL
+    weight, with its own evaluation key (:meth:`genjax.recipes.vae.VAE.test_metrics`, vmapped)."""
     if test is None:
         return lambda s: {}
     first = members[0]
     x_test, cond = replicate(first.eval_arrays(test), mesh)
-    metrics = first.test_metrics(x_test, cond, mesh)
+    metrics = first.test_metrics(x_test, cond, mesh, objective=any(m.config.kl_warmup_epochs > 0 for m in members))
     keys = jnp.stack([m.keys()["eval"] for m in members])
     betas = jnp.asarray([m.config.beta for m in members], jnp.float32)
-    per_model = jax.jit(lambda params, model_state: jax.vmap(metrics)(params, model_state, keys, betas))
-    return lambda s: sweep.per_model(per_model(s.models.params, s.models.model_state), len(members))
+    warmups = jnp.asarray([m.config.kl_warmup_epochs for m in members], jnp.float32)
+
+    @jax.jit
+    def per_model(params, model_state, step):
+        weights = jax.vmap(lambda b, w: losses.kl_weight((step - 1) // steps_per_epoch, b, w))(betas, warmups)
+        return jax.vmap(metrics)(params, model_state, keys, betas, weights)
+
+    return lambda s: sweep.per_model(per_model(s.models.params, s.models.model_state, s.step), len(members))
 
 
 def prepare_group(members: Sequence[VAE], train: data.ImageSet, mesh=None) -> Prepared:
@@ -75,7 +81,7 @@ def train_many(recipes: Sequence[VAE], train: data.ImageSet, test: data.ImageSet
     for g, group in enumerate(groups):
         members = [shaped[i] for i in group]
         p = prepare_group(members, train, mesh)
-        evaluate = make_evaluate(members, test, mesh)
+        evaluate = make_evaluate(members, test, mesh, p.steps_per_epoch)
         if run is None:
             state, history = fit_epochs(p.state, p.epoch_fn, p.train_data, run_key, members[0].config.epochs,
                                         evaluate, progress=progress)

@@ -7,7 +7,9 @@ built, trained, evaluated, sampled and saved in one place. The objective is :mod
 
 Test metrics, per image (nats, summed over sub-pixels; one z per image):
 
-* ``loss`` = recon + \beta KL (the objective at \beta, without warm-up), ``recon``, ``kl``;
+* ``loss`` = recon + \beta KL (the objective at \beta, without warm-up), ``recon``, ``kl``; with a KL
+  warm-up also ``objective`` = recon + w KL, w the weight of the epoch just trained
+  (:func:`genjax.objectives.losses.kl_weight`): the loss training optimized at that epoch;
 * ``mse``: \sum_i (x_i - \hat x_i)^2 of the same reconstructions, in [0, 1] units
   (:func:`genjax.objectives.vae.squared_error`: the seeds' MSE scale, comparable across likelihoods);
 * where the likelihood is one (:func:`genjax.objectives.vae.reports_likelihood`): ``neg_elbo``, and at the
@@ -192,26 +194,36 @@ class VAE(Recipe):
         """(pixels, one-hot labels or None) of a test set (:meth:`test_pixels`)."""
         return self.test_pixels(test), self._cond(test.labels)
 
-    def test_metrics(self, x_test: jax.Array, cond: jax.Array | None, mesh):
-        """``metrics(params, model_state, key, beta) -> dict``: the test metrics of the module
+    def test_metrics(self, x_test: jax.Array, cond: jax.Array | None, mesh, objective: bool | None = None):
+        """``metrics(params, model_state, key, beta, weight) -> dict``: the test metrics of the module
         docstring on pixels ``x_test`` (one z per image, image i from ``split(key, N)[i]``); a pure
-        function of its arguments, so a sweep vmaps it over K models' parameters, keys and betas."""
+        function of its arguments, so a sweep vmaps it over K models' parameters, keys, betas and KL
+        weights. ``objective`` (default: with a KL warm-up) adds recon + weight KL."""
         c, model, reports = self.config, self.model, self.reports_likelihood
+        objective = c.kl_warmup_epochs > 0 if objective is None else objective
 
-        def metrics(params, model_state, key: jax.Array, beta) -> dict:
+        def metrics(params, model_state, key: jax.Array, beta, weight) -> dict:
             m = vae.evaluate(model, params, x_test, key, c.likelihood, self.chunk, mesh, cond=cond,
                              model_state=model_state, mse=True)
             out = {"loss": m["recon"] + beta * m["kl"], "recon": m["recon"], "kl": m["kl"], "mse": m["mse"]}
+            if objective:
+                out["objective"] = m["recon"] + weight * m["kl"]
             return {**out, "neg_elbo": m["neg_elbo"]} if reports else out
 
         return metrics
 
-    def make_evaluate(self, test: data.ImageSet | None, mesh):
+    def make_evaluate(self, test: data.ImageSet | None, mesh, steps_per_epoch: int = 1):
         if test is None:
             return lambda state: {}
         x_test, cond = replicate(self.eval_arrays(test), mesh)
-        metrics, key, beta = self.test_metrics(x_test, cond, mesh), self.keys()["eval"], self.config.beta
-        return lambda state: metrics(state.params, state.model_state, key, beta)
+        c, metrics, key = self.config, self.test_metrics(x_test, cond, mesh), self.keys()["eval"]
+
+        def evaluate(state: TrainState) -> dict:
+            # The KL weight of the last step taken (its epoch's, losses.kl_weight): what training optimized.
+            weight = losses.kl_weight((state.step - 1) // steps_per_epoch, c.beta, c.kl_warmup_epochs)
+            return metrics(state.params, state.model_state, key, c.beta, weight)
+
+        return evaluate
 
     def step_for(self, steps_per_epoch: int):
         """``step_for(hp)``: the train step at hyperparameters ``hp`` (:func:`make_vae_step`)."""
@@ -446,5 +458,6 @@ def cli_script(doc: str, prog: str, default_out: Path, presets: dict, default_pr
     return parser, lambda args: cli_run(args, presets)
 
 
-__all__ = ["HYPERPARAMETERS", "VAE", "VAE_PRESETS", "add_flags", "cli_run", "cli_script", "config_from_args", "hyperparameters", "make_model",
+__all__ = ["HYPERPARAMETERS", "VAE", "VAE_PRESETS", "add_flags", "cli_run", "cli_script", "config_from_args",
+           "hyperparameters", "make_model",
            "make_vae_step", "training_set"]

@@ -56,15 +56,20 @@ from genjax.runs.fit import fit
 MARKER = ".genjax-run"  # marks a directory as a genjax run directory (safe to empty for a fresh run)
 
 
+PRESET_HELP = ("named settings (architecture, loss, optimizer, pixels, epochs): seedNNN reproduces source notebook "
+               "NNN of ../shared/seeds/, the others are genjax's own; the flags below override single settings")
+
+
 def parser(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str,
            aliases: tuple[str, ...] = ()) -> cli.Parser:
     """An argument parser with the flags every experiment shares; ``doc`` (the
     script's docstring) is its description, shown whole by ``--help``. ``aliases``
-    are other names of ``--preset`` (e.g. ``--model``)."""
+    are old names of ``--preset`` (e.g. ``--model``), accepted and not shown."""
     p = cli.Parser(prog=prog, description=doc.strip())
-    p.add_argument("--preset", *aliases, dest="preset", default=default_preset,
-                   help=f"settings of one seed notebook: {', '.join(presets)} (default {default_preset}); "
-                        "the flags below override single settings")
+    p.add_argument("--preset", dest="preset", default=default_preset, choices=tuple(presets),
+                   help=f"{PRESET_HELP} (default {default_preset})")
+    for alias in aliases:
+        p.add_argument(alias, dest="preset", choices=tuple(presets), help=argparse.SUPPRESS)
     preset_flag(p, "--epochs", presets, type=cli.non_negative_int("--epochs"), help="epochs in total")
     p.add_argument("--seed", type=cli.seed("--seed"), default=0,
                    help="random seed: the same seed gives the same numbers on the same backend (default 0)")
@@ -81,11 +86,17 @@ def parser(doc: str, prog: str, default_out: Path, presets: dict, default_preset
     return p
 
 
-def preset_flag(p: argparse.ArgumentParser, flag: str, presets: dict, help: str, **kwargs) -> None:
-    """A flag overriding the config field of the same name; its help lists each preset's value."""
+def preset_flag(p: argparse.ArgumentParser, flag: str, presets: dict, help: str, aliases: dict | None = None,
+                **kwargs) -> None:
+    """A flag overriding the config field of the same name; its help lists each preset's value.
+    ``aliases``: old spellings, accepted and not shown, each with the argparse settings it takes
+    (e.g. ``{"--recon": {"type": ...}}``)."""
     field = flag.lstrip("-").replace("-", "_")
+    for alias, settings in (aliases or {}).items():
+        p.add_argument(alias, dest=field, help=argparse.SUPPRESS, **settings)
     values = {name: getattr(preset, field) for name, preset in presets.items()}
-    shown = {name: ",".join(map(str, v)) if isinstance(v, tuple) else v for name, v in values.items()}
+    shown = {name: ",".join(map(str, v)) if isinstance(v, tuple) else "unset" if v is None else v
+             for name, v in values.items()}
     if len(set(map(str, shown.values()))) == 1:
         default = f"default {next(iter(shown.values()))}"
     else:
