@@ -4,7 +4,7 @@
     python -m experiments.ae_mnist --preset seed003 --out runs/ae_seed003   # MLP 784-400-20, MSE
     python -m experiments.ae_mnist --noise 0.3 --out runs/dae_mnist         # a denoising AE
 
-Needs the evaluator's digit classifier (`python -m experiments.mnist_classifier`, once).
+The evaluator's digit classifier scores the samples (trained and cached on first use; --no-score skips it).
 Trains the AE (seed 003's MLP 784-400-20 or seed 004's conv AE; --likelihood bernoulli (BCE) or mse, summed
 over pixels; --noise > 0: a denoising AE, input clip(x + noise * eps, 0, 1), target the clean
 x) into --out/ae, then a VAE into --out/vae: --vae-preset (default seed003, 784-400-Z with a

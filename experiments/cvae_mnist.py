@@ -8,8 +8,8 @@ The one-hot label y is concatenated to the encoder's input, q(z | x, y), and to 
 decoder's, p(x | z, y); the prior is N(0, I). On threshold-binarized pixels the test
 -ELBO and IWAE bound are of the conditional likelihood log p(x | y). The library's evaluator scores the
 samples: the share of them its digit classifier assigns to the digit asked for
-(class accuracy), FID and the rest. Needs its classifier
-(`python -m experiments.mnist_classifier`, once).
+(class accuracy), FID and the rest (the classifier is trained and cached on first use;
+--no-score skips the scores).
 
 Writes into --out: metrics.json (last), history.csv, samples.npy (N x 28 x 28 in
 [0, 1], N / 10 of each digit) with sample_labels.npy (the digit asked for),

@@ -110,7 +110,7 @@ def test_help_shows_the_docstring_and_each_presets_value():
     proc = pixelrnn_cli("--help")
     check_ok(proc)
     text = " ".join(proc.stdout.split())
-    assert "completions.png" in text and "--hidden 128 --epochs 5" in text  # the whole docstring
+    assert "completions.png" in text and "--hidden 128 --epochs 4" in text  # the whole docstring
     for flag, shown in (("--hidden", "default 512"), ("--lr", "default 0.0003"), ("--batch-size", "default 128"),
                         ("--seed", "default 0"), ("--epochs", "default 10"), ("--temperature", "default 1.0")):
         assert shown in flag_help(proc.stdout, flag), (flag, flag_help(proc.stdout, flag))

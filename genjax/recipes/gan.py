@@ -11,6 +11,9 @@ Test metrics (against as many samples as test images): ``d_loss``, ``g_loss`` (n
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,10 +22,13 @@ from genjax import data, prng
 from genjax.data import inputs
 from genjax.devices import replicate
 from genjax.errors import UsageError
+from genjax.evaluation import plots
+from genjax.evaluation import scorer as scoring
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
-from genjax.objectives import gan
+from genjax.objectives import gan, latent
 from genjax.presets import GAN_PRESETS, GANConfig
 from genjax.recipes.base import Recipe, take
+from genjax.runs import cli, run
 from genjax.training import adversarial
 from genjax.training.step import TrainState
 
@@ -102,4 +108,83 @@ class GAN(Recipe):
         return np.asarray(jax.nn.sigmoid(logits))
 
 
-__all__ = ["GAN"]
+# -- the command line ---------------------------------------------------------------------------
+
+def add_flags(parser: argparse.ArgumentParser, presets: dict) -> None:
+    """The GAN's flags, each overriding the config field of its name, and the scoring flags."""
+    run.preset_flag(parser, "--latent-dim", presets, type=cli.positive_int("--latent-dim"), help="noise dimensions")
+    run.preset_flag(parser, "--hidden", presets, type=cli.positive_int("--hidden"),
+                    aliases={"--width": {"type": cli.positive_int("--width")}},
+                    help="MLP: hidden units; DCGAN: channels of G's last and D's first convolution")
+    run.preset_flag(parser, "--g-loss", presets, choices=tuple(gan.GENERATOR_LOSSES),
+                    help="generator loss: non_saturating (-log D(G(z)), the seed's) or saturating "
+                         "(log(1 - D(G(z))))")
+    run.preset_flag(parser, "--d-norm", presets, choices=DISCRIMINATOR_NORMS,
+                    help="DCGAN: D's normalization after its second convolution and its hidden layer (batch: "
+                         "BatchNorm by the statistics of each batch D judges; layer: LayerNorm over each position's "
+                         "channels; none)")
+    run.preset_flag(parser, "--fc-hidden", presets, type=cli.non_negative_int("--fc-hidden"),
+                    help="DCGAN: units of a fully connected hidden layer in G (before its 7x7 map) and in D (before "
+                         "its logit), as InfoGAN's MNIST networks (1024); 0: none")
+    run.preset_flag(parser, "--g-lr", presets, type=cli.positive_float("--g-lr"),
+                    help="G's learning rate (unset: D's, --lr)")
+    parser.add_argument("--d-grad-leak", action="store_true", default=None,
+                        help="reproduce the seed's loop as written: D's gradients from G's backward pass are never "
+                             "cleared and add into D's next update (default: cleared, the intended algorithm)")
+    run.preset_flag(parser, "--num-samples", presets, type=cli.positive_int("--num-samples"),
+                    help="samples saved in samples.npy and scored")
+    scoring.add_flags(parser)
+
+
+def draw_pictures(out: Path, g: GAN, key) -> None:
+    """samples.png (8x8) and interpolation.png (8 rows of 10 steps between two noise draws)."""
+    k_grid, k_ends = jax.random.split(key)
+    plots.save_grid(out / "samples.png", g.sample(64, k_grid)[..., 0], 8, 8, f"{g.config.preset}: samples G(z)")
+    ends = prng.normal(k_ends, (8, 2, g.config.latent_dim))
+    z = jnp.concatenate([latent.interpolate(a, b, 10) for a, b in ends])
+    plots.save_grid(out / "interpolation.png", g.generate(z)[..., 0], 8, 10,
+                    "linear interpolation between noise draws")
+
+
+def cli_run(args: argparse.Namespace, presets: dict) -> dict:
+    """The whole run of ``python -m experiments.gan_mnist``: train, score, pictures, metrics.json last."""
+    config = run.config_from_args(args, presets)
+    scorer = scoring.from_args(args, args.data_dir)  # before anything is written: it scores the samples
+    r = run.Run(args, config, resumable=GAN.resumable)
+    train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
+    g = GAN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    final = run.last_test_metrics(g.history, g.make_evaluate(test, mesh), g.state)
+    draw_key = g.keys()["draw"]
+    samples = g.sample(config.num_samples, draw_key)[..., 0]
+    scores = scorer.with_reference(train.images, test.images).score(samples) if scorer else {}
+    metrics = {**scores, **r.summary(g.history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
+               "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None,
+               "fc_hidden": config.fc_hidden, "g_lr": config.g_lr or config.lr,
+               "pixels": config.pixels,
+               **{f"test_{k}": final[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}}
+
+    if r.writes_files:
+        np.save(r.out / "samples.npy", samples.astype(np.float32))
+        draw_pictures(r.out, g, draw_key)
+        history, epochs = g.history, [row["epoch"] for row in g.history]
+        plots.save_curves(r.out / "losses.png", epochs,
+                          {name: [row[f"{split}_{key}"] for row in history]
+                           for split in ("train", "test") for key, name in
+                           (("d_loss", f"{split} D loss"), ("g_loss", f"{split} G loss"))},
+                          "loss per image", f"{config.preset}: D and G losses")
+        plots.save_curves(r.out / "d_outputs.png", epochs,
+                          {f"{split} {name}": [row[f"{split}_{key}"] for row in history]
+                           for split in ("train", "test")
+                           for key, name in (("d_real", "D(x)"), ("d_fake", "D(G(z))"))},
+                          "mean D output", f"{config.preset}: D on real and generated images")
+    return r.finish(metrics, g.history)
+
+
+def cli_script(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str):
+    """(parser, experiment) of a GAN script: the shared run flags, the GAN's flags and :func:`cli_run`."""
+    parser = run.parser(doc, prog, default_out, presets, default_preset, aliases=("--model",))
+    add_flags(parser, presets)
+    return parser, lambda args: cli_run(args, presets)
+
+
+__all__ = ["GAN", "add_flags", "cli_run", "cli_script"]

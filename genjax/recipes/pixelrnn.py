@@ -12,7 +12,10 @@ Colour images are modelled sub-pixel by sub-pixel in (h, w, c) raster order.
 
 from __future__ import annotations
 
+import argparse
 import math
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,10 +24,12 @@ import numpy as np
 from genjax import data
 from genjax.data import inputs
 from genjax.devices import data_mesh, replicate
+from genjax.evaluation import plots
 from genjax.models.pixel_rnn import PixelRNN as PixelRNNModule
 from genjax.objectives import losses, pixelrnn
 from genjax.presets import PIXELRNN_PRESETS, PixelRNNConfig
 from genjax.recipes.base import Recipe, take
+from genjax.runs import cli, run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
 
@@ -116,4 +121,69 @@ class PixelRNN(Recipe):
         return np.asarray(done).reshape(len(x), per_image, *self.image_shape)
 
 
-__all__ = ["PixelRNN"]
+# -- the command line ---------------------------------------------------------------------------
+
+GIVEN_ROWS, COMPLETIONS, COMPLETED_DIGITS = 14, 5, 8  # completions.png: rows given, completions per digit, digits
+
+
+def add_flags(parser: argparse.ArgumentParser, presets: dict) -> None:
+    """The PixelRNN's flags, each overriding the config field of its name."""
+    run.preset_flag(parser, "--hidden", presets, type=cli.positive_int("--hidden"), help="LSTM width")
+    run.preset_flag(parser, "--layers", presets, type=cli.positive_int("--layers"), help="stacked LSTM layers")
+    run.preset_flag(parser, "--num-samples", presets, type=cli.positive_int("--num-samples"),
+                    help="images sampled into samples.npy")
+    run.preset_flag(parser, "--temperature", presets, type=cli.non_negative_float("--temperature"),
+                    help="sampling temperature: p(x_t = 1) = sigmoid(logit / T); 0 takes the likelier pixel")
+
+
+def draw_pictures(out: Path, rnn: PixelRNN, test: data.ImageSet) -> tuple[np.ndarray, float]:
+    """samples.png and completions.png, on this process's devices; returns ``num_samples``
+    samples (N, 28, 28) for samples.npy, and the seconds their sampling took."""
+    config = rnn.config
+    k_samples, k_complete = jax.random.split(rnn.keys()["draw"])
+    t0 = time.perf_counter()
+    xs = rnn.sample(config.num_samples, k_samples)[..., 0]
+    seconds = time.perf_counter() - t0
+    plots.save_grid(out / "samples.png", xs[:64], 8, 8, f"PixelRNN samples (temperature {config.temperature:g})")
+    originals = test.images[:COMPLETED_DIGITS]
+    done = rnn.complete(originals, GIVEN_ROWS, COMPLETIONS, k_complete)[..., 0]
+    binary = np.asarray(rnn.binary(originals)).reshape(-1, 28, 28)
+    given = binary.copy()
+    given[:, GIVEN_ROWS:] = 0.5  # grey: not shown to the model
+    rows = [np.concatenate([binary[i : i + 1], given[i : i + 1], done[i]]) for i in range(COMPLETED_DIGITS)]
+    plots.save_grid(out / "completions.png", np.concatenate(rows), COMPLETED_DIGITS, 2 + COMPLETIONS,
+                    f"test digit, its top {GIVEN_ROWS} rows, {COMPLETIONS} completions")
+    return xs, seconds
+
+
+def cli_run(args: argparse.Namespace, presets: dict) -> dict:
+    """The whole run of ``python -m experiments.pixelrnn_mnist``: train, exact test NLL, samples,
+    completions, metrics.json last."""
+    config = run.config_from_args(args, presets)
+    r = run.Run(args, config, resumable=PixelRNN.resumable)
+    train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
+    rnn = PixelRNN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    final = run.last_test_metrics(rnn.history, rnn.make_evaluate(test, mesh), rnn.state)
+    metrics = {**r.summary(rnn.history, mesh), "hidden": config.hidden, "layers": config.layers,
+               "binarization": data.BINARIZATION[config.pixels],
+               "test_nll": final["nll"], "test_bits_per_dim": final["bits_per_dim"]}
+    if r.writes_files:
+        samples, seconds = draw_pictures(r.out, rnn, test)
+        metrics.update(sampling_seconds=round(seconds, 3), num_samples=config.num_samples,
+                       temperature=config.temperature)
+        np.save(r.out / "samples.npy", samples.astype(np.float32))
+        plots.save_curves(r.out / "nll.png", [row["epoch"] for row in rnn.history],
+                          {"train": [row["train_nll"] for row in rnn.history],
+                           "test": [row["test_nll"] for row in rnn.history]},
+                          "NLL (nats/image)", "PixelRNN, binarization: threshold (x/255 > 0.5)")
+    return r.finish(metrics, rnn.history)
+
+
+def cli_script(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str):
+    """(parser, experiment) of a PixelRNN script: the shared run flags, its flags and :func:`cli_run`."""
+    parser = run.parser(doc, prog, default_out, presets, default_preset)
+    add_flags(parser, presets)
+    return parser, lambda args: cli_run(args, presets)
+
+
+__all__ = ["PixelRNN", "add_flags", "cli_run", "cli_script"]
