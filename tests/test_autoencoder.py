@@ -165,6 +165,8 @@ model, state = p.recipe.model, p.state
 for e in range(2):
     state, steps = p.epoch_fn(state, p.train_data, epoch_key(jax.random.key(0, impl="rbg"), e))
 err = np.asarray(autoencoder.reconstruction_mse(model, state.params, x, chunk=16, mesh=mesh))
+evaluate = lambda s: autoencoder.evaluate(model, s.params, x, jax.random.key(1, impl="rbg"), config.likelihood,
+                                          config.noise, mesh=mesh)
 print(json.dumps({"devices": mesh.size, "loss": np.asarray(steps["loss"]).tolist(), "err": err.tolist(),
                   "auc": roc_auc(err, np.arange(40) % 3 == 0), **{k: float(v) for k, v in evaluate(state).items()}}))
 """

@@ -203,7 +203,7 @@ def test_resume_equals_a_straight_run_with_batchnorm(tmp_path, leak):
 def test_eight_devices_match_one():
     script = textwrap.dedent("""
         import json, jax, jax.numpy as jnp, numpy as np
-        from genjax.objectives import gan
+        from genjax.training import adversarial
         from genjax.models.dcgan import DCDiscriminator, DCGenerator
         from genjax.training.optim import make_optimizer
         from genjax.devices import data_mesh, replicate

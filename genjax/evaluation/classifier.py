@@ -108,7 +108,7 @@ def train(config: ClassifierConfig, train_set: data.ImageSet, test_set: data.Ima
         state, steps = epoch_fn(state, train_data, epoch_key(run_key, epoch))
         if progress:
             log(f"epoch {epoch + 1}/{config.epochs}: train loss {float(np.mean(steps['loss'])):.4f}, "
-                  f"accuracy {float(np.mean(steps['accuracy'])):.4f}", flush=True)
+                  f"accuracy {float(np.mean(steps['accuracy'])):.4f}")
     params = jax.device_get(state.params)
     return params, accuracy(params, test_set.images, test_set.labels)
 
