@@ -11,10 +11,13 @@ its pixels from bytes inside the compiled step (:func:`genjax.data.to_pixels`).
 
 from __future__ import annotations
 
+from typing import Union
+
 import jax
 import numpy as np
 
 CHANNELS = (1, 3)  # grey and colour
+KeyLike = Union[int, jax.Array]  # an int seed, or a key from jax.random.key(seed)
 
 
 def as_images(images, name: str = "images") -> np.ndarray:

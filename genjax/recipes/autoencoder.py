@@ -18,9 +18,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from genjax import data
 from genjax.data import inputs
+from genjax.data.inputs import KeyLike
 from genjax.devices import replicate
 from genjax.errors import UsageError
 from genjax.objectives import autoencoder
@@ -128,11 +130,11 @@ class Autoencoder(Recipe):
         self.with_image_shape(x.images.shape[1:])
         return self.test_pixels(x)
 
-    def encode(self, images) -> np.ndarray:
+    def encode(self, images: ArrayLike) -> np.ndarray:
         """The codes z (N, latent_dim) of ``images``."""
         return np.asarray(autoencoder.codes(self.model, self._need_state().params, self._pixels(images)))
 
-    def decode(self, z) -> np.ndarray:
+    def decode(self, z: ArrayLike) -> np.ndarray:
         """\\sigma(decode(z)): images (N, H, W, C) in [0, 1] for codes ``z`` (N, latent_dim)."""
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.model.latent_dim:
@@ -140,22 +142,22 @@ class Autoencoder(Recipe):
         logits = self.model.apply({"params": self._need_state().params}, jnp.asarray(z), method="decode")
         return np.asarray(jax.nn.sigmoid(logits)).reshape(len(z), *self.image_shape)
 
-    def reconstruct(self, images) -> np.ndarray:
+    def reconstruct(self, images: ArrayLike) -> np.ndarray:
         """decode(encode(x)), (N, H, W, C) in [0, 1]."""
         return np.asarray(autoencoder.reconstruct(self.model, self._need_state().params, self._pixels(images)))
 
-    def evaluate(self, images, key=None) -> dict:
+    def evaluate(self, images: ArrayLike, key: KeyLike | None = None) -> dict:
         """The test metrics of ``images`` (``loss``, ``mse``, ``psnr``; ``psnr_input`` with noise)."""
         key = self.keys()["eval"] if key is None else inputs.as_key(key, self.config.prng)
         m = autoencoder.evaluate(self.model, self._need_state().params, self._pixels(images), key,
                                  self.config.likelihood, self.config.noise)
         return {k: float(v) for k, v in m.items()}
 
-    def fitted_gaussian(self, images) -> tuple[np.ndarray, np.ndarray]:
+    def fitted_gaussian(self, images: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """(mean, Cholesky factor) of the Gaussian fitted to the codes of ``images``."""
         return autoencoder.fit_gaussian(self.encode(images))
 
-    def sample(self, n: int, key=0, fitted_to=None) -> np.ndarray:
+    def sample(self, n: int, key: KeyLike = 0, fitted_to: ArrayLike | tuple | None = None) -> np.ndarray:
         """``n`` decodes (n, H, W, C) in [0, 1] of z ~ N(0, I), or with ``fitted_to`` (images, or a
         (mean, chol) pair from :meth:`fitted_gaussian`) of z ~ the Gaussian of those codes."""
         n, params = inputs.as_count(n), self._need_state().params

@@ -21,6 +21,7 @@ from typing import Callable, ClassVar
 
 import jax
 import numpy as np
+from numpy.typing import ArrayLike
 
 from genjax import data, prng
 from genjax.data import inputs
@@ -166,13 +167,14 @@ class Recipe:
         """The trained parameters (a plain pytree)."""
         return self._need_state().params
 
-    def image_set(self, images, labels=None, name: str = "images") -> data.ImageSet:
+    def image_set(self, images: ArrayLike, labels: ArrayLike | None = None, name: str = "images") -> data.ImageSet:
         """Checked user images (and labels) as an :class:`~genjax.data.ImageSet`."""
         x = inputs.as_images(images, name)
         return data.ImageSet(x, self.check_labels(x, labels, "labels" if name == "images" else f"{name}'s labels"))
 
-    def fit(self, images, labels=None, *, epochs: int | None = None, test_images=None, test_labels=None,
-            out: str | Path | None = None, resume: bool = False, progress: bool = True):
+    def fit(self, images: ArrayLike, labels: ArrayLike | None = None, *, epochs: int | None = None,
+            test_images: ArrayLike | None = None, test_labels: ArrayLike | None = None,
+            out: str | Path | None = None, resume: bool = False, progress: bool = True) -> Recipe:
         """Train from scratch (the config's seed) on ``images``: uint8 in [0, 255] or float in [0, 1],
         shaped (N, H, W) or (N, H, W, C). Returns the trained recipe; this one is left as it was.
 

@@ -17,9 +17,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from genjax import data, prng
 from genjax.data import inputs
+from genjax.data.inputs import KeyLike
 from genjax.devices import replicate
 from genjax.errors import UsageError
 from genjax.evaluation import plots
@@ -84,7 +86,7 @@ class GAN(Recipe):
         x_test = replicate(data.fixed_eval_pixels(test.images, c.pixels), mesh)
         return lambda state: gan.evaluate(gen, disc, state, x_test, key, c.latent_dim)
 
-    def generate(self, z) -> np.ndarray:
+    def generate(self, z: ArrayLike) -> np.ndarray:
         """G(z) (N, H, W, C) in [0, 1] in evaluation mode, for noise ``z`` (N, latent_dim)."""
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
@@ -92,14 +94,14 @@ class GAN(Recipe):
         variables = gan.generator_variables(self._need_state())
         return np.asarray(gan.generate(self.models[0], variables, jnp.asarray(z)))
 
-    def sample(self, n: int, key=0) -> np.ndarray:
+    def sample(self, n: int, key: KeyLike = 0) -> np.ndarray:
         """``n`` images G(z) (n, H, W, C) in [0, 1], z ~ N(0, I) drawn from ``key``."""
         n = inputs.as_count(n)
         variables = gan.generator_variables(self._need_state())
         z = prng.normal(inputs.as_key(key, self.config.prng), (n, self.config.latent_dim))
         return take(gan.generate(self.models[0], variables, z), n)
 
-    def discriminate(self, images) -> np.ndarray:
+    def discriminate(self, images: ArrayLike) -> np.ndarray:
         """D(x) = p(real | x) per image (N,) (a BatchNorm D judges the images as one batch)."""
         x = self.image_set(images)
         self.with_image_shape(x.images.shape[1:])

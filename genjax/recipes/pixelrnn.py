@@ -20,9 +20,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from genjax import data
 from genjax.data import inputs
+from genjax.data.inputs import KeyLike
 from genjax.devices import data_mesh, replicate
 from genjax.evaluation import plots
 from genjax.models.pixel_rnn import PixelRNN as PixelRNNModule
@@ -82,19 +84,19 @@ class PixelRNN(Recipe):
         self.with_image_shape(x.images.shape[1:])
         return self.binary(x.images)
 
-    def log_prob(self, images) -> np.ndarray:
+    def log_prob(self, images: ArrayLike) -> np.ndarray:
         """log p(x) per image (nats), exact, of the binarized ``images``."""
         return np.asarray(pixelrnn.log_likelihood(self.model, self._need_state().params, self._rasters(images)))
 
-    def nll(self, images) -> float:
+    def nll(self, images: ArrayLike) -> float:
         """The mean -log p(x) over ``images``, nats per image."""
         return float(-np.mean(self.log_prob(images)))
 
-    def bits_per_dim(self, images) -> float:
+    def bits_per_dim(self, images: ArrayLike) -> float:
         """The mean NLL in bits per pixel (per sub-pixel for colour)."""
         return float(losses.bits_per_dim(self.nll(images), self.num_pixels))
 
-    def sample(self, n: int, key=0, temperature: float | None = None, mesh=None) -> np.ndarray:
+    def sample(self, n: int, key: KeyLike = 0, temperature: float | None = None, mesh=None) -> np.ndarray:
         """``n`` images (n, H, W, C) in {0, 1}, pixel by pixel in one compiled scan; ``temperature``
         (default: the config's) scales the logits, 0 takes the likelier pixel."""
         n = inputs.as_count(n)
@@ -106,8 +108,8 @@ class PixelRNN(Recipe):
                                 self.num_pixels, t, mesh=mesh)
         return take(xs, n).reshape(n, *self.image_shape)
 
-    def complete(self, images, rows: int, per_image: int = 1, key=0, temperature: float | None = None,
-                 mesh=None) -> np.ndarray:
+    def complete(self, images: ArrayLike, rows: int, per_image: int = 1, key: KeyLike = 0,
+                 temperature: float | None = None, mesh=None) -> np.ndarray:
         """``per_image`` completions of each image given its top ``rows`` rows (kept exactly):
         (N, per_image, H, W, C) in {0, 1}."""
         x = self._rasters(images)

@@ -31,9 +31,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from genjax import data
 from genjax.data import inputs
+from genjax.data.inputs import KeyLike
 from genjax.devices import data_mesh, replicate
 from genjax.errors import UsageError
 from genjax.evaluation import plots
@@ -156,8 +158,9 @@ class VAE(Recipe):
         return {"image": train.images, **({"label": train.labels} if self.conditional else {})}
 
     @classmethod
-    def fit_many(cls, recipes, images, labels=None, *, epochs: int | None = None, test_images=None,
-                 test_labels=None, progress: bool = True) -> list:
+    def fit_many(cls, recipes: list[VAE], images: ArrayLike, labels: ArrayLike | None = None, *,
+                 epochs: int | None = None, test_images: ArrayLike | None = None,
+                 test_labels: ArrayLike | None = None, progress: bool = True) -> list[VAE]:
         """Train several VAEs at once: recipes that differ only in ``lr``, ``beta``,
         ``kl_warmup_epochs`` or ``seed`` run as one vmapped program on shared batches
         (:mod:`genjax.recipes.sweep`); others as one program per group. Each returned VAE is the one
@@ -235,7 +238,7 @@ class VAE(Recipe):
         self.with_image_shape(x.images.shape[1:])
         return self.eval_arrays(x)
 
-    def neg_elbo(self, images, labels=None, key=None) -> float:
+    def neg_elbo(self, images: ArrayLike, labels: ArrayLike | None = None, key: KeyLike | None = None) -> float:
         """Mean over ``images`` of -ELBO (nats per image, one z each; the loss at beta 1 where the
         likelihood is not one). ``key``: the z's (default: the config's evaluation key)."""
         x, cond = self._eval_set(images, labels)
@@ -245,7 +248,8 @@ class VAE(Recipe):
                          model_state=s.model_state)
         return float(m["neg_elbo"])
 
-    def iwae(self, images, labels=None, k: int | None = None, key=None) -> float:
+    def iwae(self, images: ArrayLike, labels: ArrayLike | None = None, k: int | None = None,
+             key: KeyLike | None = None) -> float:
         """The K-sample importance-weighted bound on -log p(x), nats per image (K = ``k`` or the config's
         ``iwae_k``): a likelihood only for a Bernoulli decoder on binary pixels or the discretized
         logistic on 8-bit pixels."""
@@ -298,7 +302,7 @@ class VAE(Recipe):
         """Labels for ``n`` samples of a conditional VAE: the classes in turn, equally often."""
         return np.arange(n, dtype=np.int32) % self.config.num_classes
 
-    def sample(self, n: int, key=0, labels=None) -> np.ndarray:
+    def sample(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None) -> np.ndarray:
         """``n`` images (n, H, W, C) in [0, 1]: the decoder's mean for z ~ N(0, I) drawn from ``key``
         (an int seed or a JAX key). A conditional VAE draws image i of class ``labels[i]``
         (default: the classes in turn)."""
@@ -311,13 +315,13 @@ class VAE(Recipe):
                                        self._cond(labels), s.model_state, self.config.likelihood, self.chunk)
         return take(means, n).reshape(n, *self.image_shape)
 
-    def encode(self, images, labels=None) -> np.ndarray:
+    def encode(self, images: ArrayLike, labels: ArrayLike | None = None) -> np.ndarray:
         """The posterior means E[z | x] (N, latent_dim) of ``images``."""
         x, cond = self._eval_set(images, labels)
         s = self._need_state()
         return np.asarray(vae.encode_means(self.model, s.params, x, cond, s.model_state))
 
-    def decode(self, z, labels=None) -> np.ndarray:
+    def decode(self, z: ArrayLike, labels: ArrayLike | None = None) -> np.ndarray:
         """The decoder's mean image (N, H, W, C) in [0, 1] for latents ``z`` (N, latent_dim)."""
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
@@ -327,7 +331,7 @@ class VAE(Recipe):
         out = vae.decode_means(self.model, s.params, jnp.asarray(z), cond, s.model_state, self.config.likelihood)
         return np.asarray(out).reshape(len(z), *self.image_shape)
 
-    def reconstruct(self, images, labels=None) -> np.ndarray:
+    def reconstruct(self, images: ArrayLike, labels: ArrayLike | None = None) -> np.ndarray:
         """decode(encode(x)): the decoder's mean at each image's posterior mean, (N, H, W, C) in [0, 1]."""
         return self.decode(self.encode(images, labels), labels)
 
