@@ -156,8 +156,7 @@ def experiment(args) -> dict:
     field, members = STUDIES[config.study][0], config.members()
     train, test, mesh = run.load_data(members[0].dataset, args.data_dir, config.batch_size)
     run_key = jax.random.key(config.seed, impl=members[0].prng)  # the batch order every model shares
-    trained = vae_sweep.train_many([VAE(c) for c in members], data.ImageSet(train.images, None), test, run=r,
-                                   mesh=mesh, run_key=run_key)
+    trained = vae_sweep.train_many([VAE(c) for c in members], train, test, run=r, mesh=mesh, run_key=run_key)
     if scorer is not None:
         scorer = scorer.with_reference(train.images, test.images)
     rows, curves, recon_rows = [], {}, []

@@ -140,7 +140,7 @@ def detector_errors(recipe, train_d: data.ImageSet, test: data.ImageSet, anomalo
         e = errors(s)
         return {"mse_normal": e[~anomalous].mean(), "mse_rest": e[anomalous].mean(), "auroc": roc_auc(e, anomalous)}
 
-    trained = recipe.train(data.ImageSet(train_d.images, None), run=r, mesh=mesh, name=name, primary=False,
+    trained = recipe.train(train_d, run=r, mesh=mesh, name=name, primary=False,
                            progress=r.progress, evaluate=evaluate)
     return errors(trained.state)
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from genjax import data
 from genjax.evaluation import plots
 from genjax.objectives import autoencoder
 from genjax.presets import AE_PRESETS
@@ -44,7 +43,7 @@ def experiment(args) -> dict:
     config = run.config_from_args(args, PRESETS_CIFAR)
     r = run.Run(args, config, resumable=("epochs",))
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    ae = Autoencoder(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    ae = Autoencoder(config).train(train, test, run=r, mesh=mesh, progress=r.progress)
     model, history, keys = ae.model, ae.history, ae.keys()
     final = run.last_test_metrics(history, ae.make_evaluate(test, mesh), ae.state)
     metrics = {**r.summary(history, mesh), "model": config.model, "likelihood": config.likelihood, "noise": config.noise,

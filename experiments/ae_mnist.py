@@ -97,13 +97,12 @@ def experiment(args) -> dict:
     scorer = scoring.from_args(args, args.data_dir)  # before anything is written: it scores the samples
     r = run.Run(args, config, resumable=("epochs", "num_samples"))
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    unlabelled = data.ImageSet(train.images, None)
 
     # The autoencoder, then the VAE it is compared with: same latent size, epochs, batches and seed.
-    ae = Autoencoder(config).train(unlabelled, test, run=r, mesh=mesh, name="ae", progress=r.progress)
+    ae = Autoencoder(config).train(train, test, run=r, mesh=mesh, name="ae", progress=r.progress)
     vae_config = dataclasses.replace(PRESETS[config.vae_preset], latent_dim=config.latent_dim, epochs=config.epochs,
                                      batch_size=config.batch_size, seed=config.seed)
-    vae = VAE(vae_config).train(unlabelled, test, run=r, mesh=mesh, name="vae", progress=r.progress, primary=False)
+    vae = VAE(vae_config).train(train, test, run=r, mesh=mesh, name="vae", progress=r.progress, primary=False)
 
     # Decoded draws from three latent distributions, scored by the evaluator.
     k_prior, k_fitted, k_vae = jax.random.split(ae.keys()["draw"], 3)

@@ -27,7 +27,7 @@ from genjax.devices import replicate
 from genjax.errors import UsageError
 from genjax.objectives import autoencoder
 from genjax.presets import AE_PRESETS, AEConfig
-from genjax.recipes.base import Recipe, take
+from genjax.recipes.base import Recipe
 from genjax.runs import run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
@@ -164,8 +164,8 @@ class Autoencoder(Recipe):
         mean = chol = None
         if fitted_to is not None:
             mean, chol = fitted_to if isinstance(fitted_to, tuple) else self.fitted_gaussian(fitted_to)
-        return take(autoencoder.sample_means(self.model, params, inputs.as_key(key, self.config.prng), n,
-                                             self.image_shape, mean, chol), n)
+        return np.asarray(autoencoder.sample_means(self.model, params, inputs.as_key(key, self.config.prng), n,
+                                                   self.image_shape, mean, chol))
 
 
 __all__ = ["HYPERPARAMETERS", "Autoencoder", "add_likelihood_flag", "hyperparameters", "make_ae_step"]

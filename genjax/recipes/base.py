@@ -27,6 +27,7 @@ from genjax import data, prng
 from genjax.data import inputs
 from genjax.devices import data_mesh, is_main_process, replicate
 from genjax.errors import UsageError
+from genjax.runs import run as run_lifecycle
 from genjax.runs.checkpoint import Checkpointer
 from genjax.runs.files import write_json_atomic
 from genjax.runs.fit import fit as fit_epochs
@@ -48,7 +49,7 @@ def config_from_json(config_class: type, fields: dict):
 def write_model_card(directory: Path, family: str, config, image_shape, checkpoints: str = "checkpoints") -> None:
     """``directory/model.json``: what :func:`genjax.load` needs to rebuild the model."""
     write_json_atomic(Path(directory) / MODEL_CARD, {
-        "family": family, "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "family": family, "config": run_lifecycle.as_json(config),
         "image_shape": [int(n) for n in image_shape], "checkpoints": checkpoints})
 
 
@@ -106,8 +107,6 @@ class Recipe:
     def _replace(self, **changes):
         new = object.__new__(type(self))
         new.__dict__.update({**self.__dict__, **changes})
-        for k in [k for k in new.__dict__ if k.startswith("_cached")]:
-            del new.__dict__[k]
         return new
 
     # -- what a family supplies ------------------------------------------------------------------
@@ -189,8 +188,6 @@ class Recipe:
         test = None if test_images is None else recipe.image_set(test_images, test_labels, "test_images")
         run = None
         if out is not None:
-            from genjax.runs import run as run_lifecycle  # the run directory's lifecycle (resume checks)
-
             args = argparse.Namespace(out=Path(out), resume=resume, no_progress=not progress)
             run = run_lifecycle.Run(args, recipe.config, resumable=recipe.resumable)
         elif resume:
@@ -222,10 +219,9 @@ class Recipe:
                     write_model_card(run.out, recipe.family, c, recipe.image_shape, f"{name}/checkpoints")
         return recipe._replace(state=state, history=history)
 
-    def prepare(self, train: data.ImageSet, mesh=None) -> Prepared:
-        """Everything one compiled epoch needs, on ``mesh`` (every device by default): the initial
-        state, the epoch (donating its state), the training arrays and the shuffling key. The
-        benchmarks time this; :meth:`train` loops over it."""
+    def place_data(self, train: data.ImageSet, mesh=None) -> tuple[Recipe, object, dict, int]:
+        """(this recipe for ``train``'s image shape, the mesh, the training arrays on it, steps per
+        epoch), after checking the batch size against the devices and the images."""
         mesh = data_mesh() if mesh is None else mesh
         recipe = self.with_image_shape(train.images.shape[1:])
         c = recipe.config
@@ -235,10 +231,16 @@ class Recipe:
         if c.batch_size > len(train):
             raise UsageError(f"batch_size {c.batch_size} exceeds the {len(train)} training images; "
                              "choose a smaller batch size")
-        steps = num_batches(len(train), c.batch_size)
-        epoch_fn = make_epoch(recipe.train_step(steps), c.batch_size, mesh,
-                              compiler_options=fast_compiler_options(mesh))
         train_data = replicate({k: np.asarray(v) for k, v in recipe.train_data(train).items()}, mesh)
+        return recipe, mesh, train_data, num_batches(len(train), c.batch_size)
+
+    def prepare(self, train: data.ImageSet, mesh=None) -> Prepared:
+        """Everything one compiled epoch needs, on ``mesh`` (every device by default): the initial
+        state, the epoch (donating its state), the training arrays and the shuffling key. The
+        benchmarks time this; :meth:`train` loops over it."""
+        recipe, mesh, train_data, steps = self.place_data(train, mesh)
+        epoch_fn = make_epoch(recipe.train_step(steps), recipe.config.batch_size, mesh,
+                              compiler_options=fast_compiler_options(mesh))
         return Prepared(recipe, mesh, replicate(recipe.init_state(), mesh), epoch_fn, train_data,
                         recipe.keys()["run"], steps)
 
@@ -250,14 +252,12 @@ class Recipe:
         if directory.exists() and any(directory.iterdir()):
             raise ValueError(f"{directory} is not empty: save into a new or empty directory")
         directory.mkdir(parents=True, exist_ok=True)
+        config = run_lifecycle.as_json(self.config)
         if is_main_process():
-            from genjax.runs.run import MARKER
-
-            (directory / MARKER).write_text(json.dumps({"config": dataclasses.asdict(self.config)}) + "\n")
+            (directory / run_lifecycle.MARKER).write_text(json.dumps({"config": config}) + "\n")
         ckpt = Checkpointer(directory / "checkpoints", asynchronous=False)
         try:
-            ckpt.save(max(1, len(self.history)), jax.device_get(state),
-                      {"config": json.loads(json.dumps(dataclasses.asdict(self.config))), "history": self.history})
+            ckpt.save(max(1, len(self.history)), jax.device_get(state), {"config": config, "history": self.history})
         finally:
             ckpt.close()
         if is_main_process():
@@ -276,9 +276,4 @@ class Recipe:
         return self._replace(state=state, history=meta.get("history", []))
 
 
-def take(values, n: int) -> np.ndarray:
-    """The first ``n`` rows as a NumPy array."""
-    return np.asarray(jax.device_get(values))[:n]
-
-
-__all__ = ["MODEL_CARD", "Prepared", "Recipe", "config_from_json", "take", "write_model_card"]
+__all__ = ["MODEL_CARD", "Prepared", "Recipe", "config_from_json", "write_model_card"]

@@ -29,7 +29,7 @@ from genjax.evaluation import scorer as scoring
 from genjax.models.dcgan import DISCRIMINATOR_NORMS
 from genjax.objectives import gan, latent
 from genjax.presets import GAN_PRESETS, GANConfig
-from genjax.recipes.base import Recipe, take
+from genjax.recipes.base import Recipe
 from genjax.runs import cli, run
 from genjax.training import adversarial
 from genjax.training.step import TrainState
@@ -99,7 +99,7 @@ class GAN(Recipe):
         n = inputs.as_count(n)
         variables = gan.generator_variables(self._need_state())
         z = prng.normal(inputs.as_key(key, self.config.prng), (n, self.config.latent_dim))
-        return take(gan.generate(self.models[0], variables, z), n)
+        return np.asarray(gan.generate(self.models[0], variables, z))
 
     def discriminate(self, images: ArrayLike) -> np.ndarray:
         """D(x) = p(real | x) per image (N,) (a BatchNorm D judges the images as one batch)."""
@@ -154,7 +154,7 @@ def cli_run(args: argparse.Namespace, presets: dict) -> dict:
     scorer = scoring.from_args(args, args.data_dir)  # before anything is written: it scores the samples
     r = run.Run(args, config, resumable=GAN.resumable)
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    g = GAN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    g = GAN(config).train(train, test, run=r, mesh=mesh, progress=r.progress)
     final = run.last_test_metrics(g.history, g.make_evaluate(test, mesh), g.state)
     draw_key = g.keys()["draw"]
     samples = g.sample(config.num_samples, draw_key)[..., 0]

@@ -30,7 +30,7 @@ from genjax.evaluation import plots
 from genjax.models.pixel_rnn import PixelRNN as PixelRNNModule
 from genjax.objectives import losses, pixelrnn
 from genjax.presets import PIXELRNN_PRESETS, PixelRNNConfig
-from genjax.recipes.base import Recipe, take
+from genjax.recipes.base import Recipe
 from genjax.runs import cli, run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
@@ -106,7 +106,7 @@ class PixelRNN(Recipe):
         mesh = data_mesh(jax.local_devices()) if mesh is None else mesh
         xs, _ = pixelrnn.sample(self.model, self._need_state().params, inputs.as_key(key, self.config.prng), n,
                                 self.num_pixels, t, mesh=mesh)
-        return take(xs, n).reshape(n, *self.image_shape)
+        return np.asarray(xs).reshape(n, *self.image_shape)
 
     def complete(self, images: ArrayLike, rows: int, per_image: int = 1, key: KeyLike = 0,
                  temperature: float | None = None, mesh=None) -> np.ndarray:
@@ -164,7 +164,7 @@ def cli_run(args: argparse.Namespace, presets: dict) -> dict:
     config = run.config_from_args(args, presets)
     r = run.Run(args, config, resumable=PixelRNN.resumable)
     train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
-    rnn = PixelRNN(config).train(data.ImageSet(train.images, None), test, run=r, mesh=mesh, progress=r.progress)
+    rnn = PixelRNN(config).train(train, test, run=r, mesh=mesh, progress=r.progress)
     final = run.last_test_metrics(rnn.history, rnn.make_evaluate(test, mesh), rnn.state)
     metrics = {**r.summary(rnn.history, mesh), "hidden": config.hidden, "layers": config.layers,
                "binarization": data.BINARIZATION[config.pixels],

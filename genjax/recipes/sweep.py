@@ -14,7 +14,6 @@ anything else (latent size, widths, likelihood) are split into groups
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import jax
@@ -57,14 +56,13 @@ def prepare_group(members: Sequence[VAE], train: data.ImageSet, mesh=None) -> Pr
     """One group's compiled epoch (:meth:`genjax.recipes.base.Recipe.prepare`, for K models): the
     stacked initial states, each from its own seed, and the vmapped step at each one's hyperparameters.
     The benchmarks time this; :func:`train_many` loops over it."""
-    members = [m.with_image_shape(train.images.shape[1:]) for m in members]
-    first = members[0]
-    p = first.prepare(train, mesh)  # checks the batch size; the data and the step count
+    first, mesh, train_data, steps = members[0].place_data(train, mesh)
+    members = [m.with_image_shape(first.image_shape) for m in members]
     state = replicate(sweep.stack([m.init_state() for m in members], [hyperparameters(m.config) for m in members]),
-                      p.mesh)
-    epoch_fn = make_epoch(sweep.make_sweep_step(first.step_for(p.steps_per_epoch)), first.config.batch_size, p.mesh,
-                          compiler_options=fast_compiler_options(p.mesh))
-    return dataclasses.replace(p, state=state, epoch_fn=epoch_fn)
+                      mesh)
+    epoch_fn = make_epoch(sweep.make_sweep_step(first.step_for(steps)), first.config.batch_size, mesh,
+                          compiler_options=fast_compiler_options(mesh))
+    return Prepared(first, mesh, state, epoch_fn, train_data, first.keys()["run"], steps)
 
 
 def train_many(recipes: Sequence[VAE], train: data.ImageSet, test: data.ImageSet | None = None, run=None,

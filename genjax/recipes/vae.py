@@ -50,7 +50,7 @@ from genjax.presets import (
     PRESETS,
     VAEConfig,
 )
-from genjax.recipes.base import Recipe, take
+from genjax.recipes.base import Recipe
 from genjax.runs import cli, run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
@@ -313,7 +313,7 @@ class VAE(Recipe):
         labels = self.check_labels(np.zeros((n,)), labels)
         means = vae.prior_sample_means(self.model, s.params, inputs.as_key(key, self.config.prng), n,
                                        self._cond(labels), s.model_state, self.config.likelihood, self.chunk)
-        return take(means, n).reshape(n, *self.image_shape)
+        return np.asarray(means).reshape(n, *self.image_shape)
 
     def encode(self, images: ArrayLike, labels: ArrayLike | None = None) -> np.ndarray:
         """The posterior means E[z | x] (N, latent_dim) of ``images``."""
@@ -443,8 +443,6 @@ def cli_run(args: argparse.Namespace, presets: dict, after=None) -> dict:
     recipe = VAE(config_from_args(args, presets))
     r = run.Run(args, recipe.config, resumable=VAE.resumable)
     train, test, mesh = run.load_data(recipe.config.dataset, args.data_dir, recipe.config.batch_size)
-    if not recipe.conditional:
-        train, test = data.ImageSet(train.images, None), data.ImageSet(test.images, test.labels)
     train = training_set(recipe.config, train, test)
     trained = recipe.train(train, test, run=r, mesh=mesh, progress=r.progress)
     metrics = {**r.summary(trained.history, mesh), **trained.final_metrics(test, mesh, len(train))}
