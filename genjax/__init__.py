@@ -14,9 +14,10 @@ The public API, one recipe per model family (build, train, evaluate, sample, sav
   ``save``);
 * :class:`Scorer`: the evaluator's sample-quality scores (FID, precision/recall, ...) on MNIST.
 
-The pipeline underneath: ``data`` -> ``models`` -> the objectives (``vae``, ``autoencoder``,
-``pixelrnn``, ``gan``) -> ``train`` (a pure step; its epoch, sharding and sweep wrappers) ->
-``run`` (checkpoints, resume, files) -> ``evaluator`` and ``plots``; see docs/design.md.
+The pipeline underneath, one subpackage per stage: ``data`` -> ``models`` -> ``objectives`` (one
+module per family) -> ``training`` (a pure step; its epoch, sharding and sweep wrappers) -> ``runs``
+(checkpoints, resume, files, the CLI) -> ``evaluation`` (classifier, evaluator, plots) -> ``recipes``
+(one per family) -> ``studies`` (experiments of several recipes); see docs/design.md.
 """
 
 from genjax.evaluation.scorer import Scorer

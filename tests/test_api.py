@@ -87,6 +87,31 @@ def test_gan_trains_samples_and_generates_from_given_noise():
     assert gan.discriminate(GREY[:6]).shape == (6,)
 
 
+def test_the_sample_strip_loads_runs_of_every_family_and_draws_their_samples(mnist, tmp_path):
+    from genjax.studies import sample_strip
+
+    train, _ = mnist
+    x, y = train.images[:512], train.labels[:512]
+    fitted = {"vae": genjax.VAE.from_preset("seed002", batch_size=128).fit(x, epochs=1, progress=False),
+              "cvae": genjax.VAE.from_preset("cvae", batch_size=128).fit(x, y, epochs=1, progress=False),
+              "ae": genjax.Autoencoder.from_preset("seed003", batch_size=128).fit(x, epochs=1, progress=False),
+              "gan": genjax.GAN.from_preset("seed000", batch_size=128).fit(x, epochs=1, progress=False)}
+    dirs = [m.save(tmp_path / name) for name, m in fitted.items()]
+    code = sample_strip.cli_script("strip", "sample_strip")[1]([*map(str, dirs), "--out", str(tmp_path / "p/s.png"),
+                                                                "--per-row", "4", "--seed", "5"])
+    assert code == 0 and (tmp_path / "p/s.png").stat().st_size > 1000
+    models = sample_strip.loaded(dirs)
+    assert [sample_strip.label(m) for m in models] == ["VAE seed002", "CVAE cvae", "AE, fitted z seed003",
+                                                       "GAN seed000"]
+    for (name, original), loaded in zip(fitted.items(), models):  # what the strip draws: the trained model's samples
+        drawn = sample_strip.draw(loaded, 4, 5)
+        fit_to = {"fitted_to": train.images[:sample_strip.FIT_CODES]} if name == "ae" else {}
+        want = original.sample(4, 5, **fit_to)
+        np.testing.assert_array_equal(drawn, want)
+    with pytest.raises(genjax.errors.UsageError, match="model.json"):
+        sample_strip.loaded([tmp_path / "p"])
+
+
 BAD = [
     ("float pixels in [0, 255]", lambda: genjax.VAE().fit(GREY * 255, epochs=0), "divide by 255"),
     ("NaN", lambda: genjax.VAE().fit(np.where(GREY > 0.99, np.nan, GREY), epochs=0), "NaN"),

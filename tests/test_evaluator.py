@@ -15,9 +15,11 @@ from scipy.spatial.distance import cdist
 
 from conftest import broken_classifier_dir, check_ok, run_cli
 from experiments import score_samples
+from genjax import data
 from genjax.errors import UsageError
 from genjax.evaluation import classifier
 from genjax.evaluation import evaluator as E
+from genjax.evaluation.scorer import Scorer
 from genjax.models.digit_cnn import Conv3x3
 from genjax.runs import cli
 
@@ -239,31 +241,103 @@ def test_tampered_or_missing_classifier_is_refused(trained, tmp_path):
         classifier.load(tmp_path / "empty")
 
 
-def test_reference_rows_with_a_real_classifier(trained, mnist_arrays):
+@pytest.fixture(scope="module")
+def float_reference(trained, mnist_arrays):
+    """The greyscale reference of 10,000 training and the first 2,000 test images."""
     _, params, _ = trained
     train, test = mnist_arrays
-    ref = E.reference_set(params, train.images[:10000], test.images[:2000])
+    return E.reference_set(params, train.images[:10000], test.images[:2000])
+
+
+def test_reference_rows_are_real_floors(trained, mnist_arrays, float_reference):
+    _, params, _ = trained
+    _, test = mnist_arrays
+    ref = float_reference
     rows = dict(E.reference_rows(params, ref, seed=0, n=2000))
-    same, real = rows["reference: test vs test"], rows["reference: 2000 train"]
-    noise = rows["reference: 2000 uniform noise"]
-    assert same["n"] == 2000 and same["note"] and "10000" in same["note"]
-    assert same["fid"] < 1e-6 * np.trace(ref.test_sigma)
-    assert same["precision"] == same["recall"] == 1.0 and same["memorization_ratio"] == 1.0
-    assert 0.5 < real["precision"] <= 1 and 0.5 < real["recall"] <= 1
-    assert real["memorization_ratio"] == 0.0 and real["copy_share"] == 1.0
-    assert noise["fid"] > 10 * real["fid"] and noise["fid"] > 10 * np.trace(ref.test_sigma) / 100
-    assert noise["precision"] < 0.05 and noise["memorization_ratio"] > 2
-    for s in (same, real):
+    assert list(rows) == ["floor: 2000 train vs test", "floor: test half vs other half (1000)",
+                          "reference: 2000 uniform noise"]
+    real, half, noise = rows.values()
+    assert real["n"] == 2000 and half["n"] == 1000 and real["note"] and "10000" in real["note"]
+    for s in (real, half):  # measured, not zero by construction, and far below the noise
+        assert 0 < s["fid"] < noise["fid"] / 10 and s["fid"] > 1e-4 * np.trace(ref.test_sigma)
+        assert 0.5 < s["precision"] <= 1 and 0.5 < s["recall"] <= 1
+        assert 0.8 < s["memorization_ratio"] < 1.25 and s["copy_share"] < 0.05  # no image is its own neighbour
         assert s["class_entropy"] > 2.2 and s["classifier_score"] > 8  # balanced, confident digits
         assert sum(s["class_shares"]) == pytest.approx(1.0) and min(s["class_shares"]) > 0.05
-    # Scoring the test images through the pixel path gives the test row.
-    direct = E.score(E.pixels(test.images[:2000]), params, ref)
+    # The train floor's yardstick: the test images against the 8,000 training images not picked.
+    assert real["test_nn_train_distance_median"] > np.median(ref.test_train_nn)
+    assert noise["fid"] > 10 * np.trace(ref.test_sigma) / 100 and noise["precision"] < 0.05
+    assert noise["memorization_ratio"] > 2
+    assert {s["reference_pixels"] for s in rows.values()} == {data.BINARIZATION["float"]}
+    # The same seed, the same rows.
+    again = dict(E.reference_rows(params, ref, seed=0, n=2000))
+    assert again["floor: 2000 train vs test"]["fid"] == real["fid"]
+    # Scoring the reference's own test images through the pixel path gives FID 0 and ratio 1.
+    direct = E.score(E.unit_pixels(test.images[:2000]), params, ref)
     assert direct["fid"] < 1e-6 * np.trace(ref.test_sigma) and direct["memorization_ratio"] == pytest.approx(1.0)
     assert set(direct) >= {"n", "fid", "class_entropy", "classifier_score", "precision", "recall", "class_shares",
                            "memorization_ratio", "nn_train_distance_median", "test_nn_train_distance_median",
-                           "copy_share", "note"}
+                           "copy_share", "note", "reference_pixels"}
     table = E.format_table(list(rows.items()))
     assert len({len(line) for line in table.splitlines()}) == 1 and "memorization ratio" in table
+
+
+def test_binarized_references_score_binarized_digits(trained, mnist_arrays, float_reference):
+    _, params, _ = trained
+    train, test = mnist_arrays
+    binary = E.reference_set(params, train.images[:10000], test.images[:2000], pixels="threshold")
+    assert binary.pixels == "threshold" and float_reference.pixels == "float"
+    assert not np.allclose(binary.test_features, float_reference.test_features)
+    held_out = test.images[2000:4000]  # digits in neither reference
+    grey, thresholded = E.unit_pixels(held_out), E.unit_pixels(held_out, "threshold")
+    assert set(np.unique(thresholded)) == {0.0, 1.0}
+    np.testing.assert_array_equal(thresholded, (held_out / 255 > 0.5).astype(np.float32))
+    on_binary, on_grey = E.score(thresholded, params, binary), E.score(thresholded, params, float_reference)
+    assert on_binary["fid"] < on_grey["fid"] / 2 and on_binary["reference_pixels"] == data.BINARIZATION["threshold"]
+    assert E.score(grey, params, float_reference)["fid"] < E.score(grey, params, binary)["fid"] / 2
+    rows = dict(E.reference_rows(params, binary, seed=0, n=600))
+    assert list(rows) == ["floor: 600 train vs test", "floor: 600 test vs the other 1400", "reference: 600 uniform noise"]
+    real, half, noise = rows.values()
+    assert {s["reference_pixels"] for s in rows.values()} == {data.BINARIZATION["threshold"]}
+    assert 0 < real["fid"] < noise["fid"] / 10 and 0 < half["fid"] < noise["fid"] / 10
+    assert 0.8 < real["memorization_ratio"] < 1.25
+    assert set(np.unique(E.noise_images(np.random.default_rng(0), 3, "threshold"))) == {0.0, 1.0}
+
+
+def test_stochastic_reference_is_one_fixed_draw(trained, mnist_arrays):
+    _, params, _ = trained
+    train, test = mnist_arrays
+    images = test.images[:500]
+    draw = E.unit_pixels(images, "stochastic")
+    np.testing.assert_array_equal(draw, E.unit_pixels(images, "stochastic"))
+    np.testing.assert_array_equal(draw, np.asarray(data.fixed_eval_pixels(images, "stochastic")))  # the model's
+    assert set(np.unique(draw)) == {0.0, 1.0} and not np.array_equal(draw, E.unit_pixels(images, "stochastic", 1))
+    assert draw.mean() == pytest.approx(images.mean() / 255, abs=0.01)
+    a, b = (E.reference_set(params, train.images[:1000], images, pixels="stochastic") for _ in range(2))
+    assert a.pixels == "stochastic"
+    np.testing.assert_array_equal(a.test_features, b.test_features)
+    np.testing.assert_array_equal(a.train_features, b.train_features)
+    np.testing.assert_array_equal(a.test_train_nn, b.test_train_nn)
+
+
+def test_scorer_keeps_one_reference_per_pixel_model(trained, mnist_arrays):
+    directory, _, _ = trained
+    train, test = mnist_arrays
+    scorer = Scorer(directory, train.images[:2000], test.images[:500], train_if_missing=False)
+    samples = E.unit_pixels(test.images[500:700], "threshold")
+    s, probs = scorer.score_with_probabilities(samples, pixels="threshold")
+    assert s["reference_pixels"] == data.BINARIZATION["threshold"] and probs.shape == (200, 10)
+    assert scorer.reference_for("threshold") is scorer.reference_for("threshold")
+    assert scorer.reference is scorer.reference_for("float") and scorer.reference.pixels == "float"
+    assert scorer.score(samples)["reference_pixels"] == data.BINARIZATION["float"]
+    assert scorer.score(samples, "threshold")["fid"] == s["fid"]
+    other = scorer.with_reference(train.images[:1000], test.images[:400])
+    assert len(other.reference_for("threshold").test_features) == 400
+    for bad in ("signed", "binary"):
+        with pytest.raises(UsageError, match="choose one of float, threshold, stochastic"):
+            scorer.score(samples, pixels=bad)
+        with pytest.raises(UsageError, match=bad):
+            E.reference_set(None, train.images[:10], test.images[:10], pixels=bad)
 
 
 # -- the scripts --------------------------------------------------------------------------------
@@ -279,7 +353,7 @@ def _single_error(proc) -> str:
 def test_score_samples_json_and_bad_input(trained, mnist_arrays, tmp_path, capsys):
     directory, _, _ = trained
     good = tmp_path / "samples.npy"
-    np.save(good, E.pixels(mnist_arrays[1].images[:300])[..., 0])
+    np.save(good, E.unit_pixels(mnist_arrays[1].images[:300], "threshold")[..., 0])  # a binary model's samples
     bad = tmp_path / "bad.npy"
     np.save(bad, np.full((50, 28, 28), 255, np.uint8))
     script = "experiments.score_samples"
@@ -289,7 +363,8 @@ def test_score_samples_json_and_bad_input(trained, mnist_arrays, tmp_path, capsy
     assert classifier.TRAIN_COMMAND in capsys.readouterr().err  # (in-process: one interpreter start less)
     other = tmp_path / "other.npy"
     np.save(other, np.random.default_rng(0).uniform(size=(40, 784)).astype(np.float32))
-    proc = run_cli(good, other, "--json", "--classifier-dir", directory, module=script)
+    assert "invalid choice" in _single_error(run_cli(good, "--pixels", "signed", module=script))
+    proc = run_cli(good, other, "--json", "--pixels", "threshold", "--classifier-dir", directory, module=script)
     check_ok(proc)
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["file"] for line in lines] == [str(good), str(other)]
@@ -297,6 +372,7 @@ def test_score_samples_json_and_bad_input(trained, mnist_arrays, tmp_path, capsy
     assert set(lines[0]) >= {"file", "n", "fid", "class_entropy", "classifier_score", "precision", "recall"}
     assert lines[0]["n"] == 300 and "10000" in lines[0]["note"] and len(lines[0]["class_shares"]) == 10
     assert lines[0]["fid"] < 5 and lines[0]["precision"] > 0.8  # test images against the test set
+    assert {line["reference_pixels"] for line in lines} == {data.BINARIZATION["threshold"]}
 
 
 def test_mnist_classifier_refuses_to_save_a_weak_classifier(tmp_path):

@@ -1,5 +1,5 @@
 """The package layout shows the pipeline, and each layer imports only from the layers below it:
-foundations -> data -> models -> objectives -> training -> runs -> evaluation -> recipes -> the API."""
+foundations -> data -> models -> objectives -> training -> runs -> evaluation -> recipes -> studies -> the API."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ LAYERS = [
     {"genjax.runs"},
     {"genjax.evaluation"},
     {"genjax.recipes"},
+    {"genjax.studies"},  # experiments built from several recipes
     {"genjax"},  # the public API (genjax/__init__.py)
 ]
 
@@ -61,7 +62,7 @@ def test_every_module_imports_only_downward():
 
 def test_the_layers_are_the_packages_a_reader_sees():
     packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert packages == {"data", "models", "objectives", "training", "runs", "evaluation", "recipes"}
+    assert packages == {"data", "models", "objectives", "training", "runs", "evaluation", "recipes", "studies"}
     loose = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
     assert loose == {"errors", "prng", "devices", "presets"}  # the foundations every layer may use
 

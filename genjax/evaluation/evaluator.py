@@ -7,9 +7,16 @@ probabilities p(y|x) (class entropy, classifier score). The statistics are
 NumPy/SciPy in float64 on the host; the pairwise distances (10,000 x 60,000)
 are jitted JAX, a block of rows at a time.
 
+The real images are turned into pixels the way the scored model saw them in training
+(``pixels``, one of :data:`genjax.data.UNIT_PIXEL_MODES`): ``float`` x/255 for greyscale
+models, ``threshold`` 1[x/255 > 0.5] or ``stochastic`` Bernoulli(x/255) (one fixed draw:
+key 0 for the test images, as :func:`genjax.data.fixed_eval_pixels`, key 1 for the
+training images) for binary ones, such as the PixelRNN. A binary model scored against
+greyscale digits would be charged for the binarization itself.
+
 * **FID** against the 10,000 test images (Heusel et al. 2017, with DigitCNN
-  features in place of Inception's): 0 for the test set itself. It is biased
-  upward for small N: use N >= 10,000 for a headline number.
+  features in place of Inception's). It is biased upward for small N: use
+  N >= 10,000 for a headline number.
 * **class entropy** H(mean_x p(y|x)): ln 10 = 2.303 when every digit is as likely.
 * **classifier score** exp(E_x KL(p(y|x) || p(y))) (the Inception score's
   analogue): 10 at best (confident and balanced), 1 at worst.
@@ -22,6 +29,11 @@ are jitted JAX, a block of rows at a time.
 * **memorization**: the median distance from a sample to its nearest training
   image over the median distance from a test image to its nearest training
   image; well below 1 suggests the generator copies training images.
+
+:func:`reference_rows` gives the floors a sample set is read against, measured at the
+same N and in the same pixels: N real training images against the test set (their
+memorization against the training images not picked), one half of the test set against
+the other half, and N uniform-noise images (a ceiling).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
+from genjax import data
 from genjax.devices import map_in_chunks
 from genjax.errors import UsageError
 from genjax.evaluation import classifier
@@ -43,7 +56,8 @@ from genjax.evaluation import classifier
 K_NEIGHBOURS = 3
 MIN_SAMPLES = K_NEIGHBOURS + 1  # precision/recall need each sample's k-th nearest other sample
 FID_MIN_SAMPLES = 10_000
-REFERENCE_ROWS = 10_000  # images in each reference row (training images, uniform noise)
+REFERENCE_ROWS = 10_000  # images in each reference row (training images, test half, uniform noise)
+STOCHASTIC_SEEDS = {"test": 0, "train": 1}  # the fixed Bernoulli draws of a "stochastic" reference
 ROUNDING = 1e-5  # relative slack of a float32 squared distance, ||a - b||^2 vs ||a||^2 + ||b||^2
 BLOCK_ENTRIES = 2**24  # distances held at once by the pairwise kernels (64 MiB of float32)
 SHAPES = "N x 28 x 28 (or N x 28 x 28 x 1, or N x 784)"
@@ -289,20 +303,51 @@ class Reference:
     train_probs: np.ndarray
     test_train_nn: np.ndarray  # each test image's distance to its nearest training image
     k: int = K_NEIGHBOURS
+    pixels: str = "float"  # how the uint8 images became [0, 1] pixels (genjax.data.UNIT_PIXEL_MODES)
 
 
-def pixels(images: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1] (x / 255)."""
-    return np.asarray(images, np.float32) / 255.0
+def check_pixels(mode: str) -> str:
+    """``mode`` if it is one of :data:`genjax.data.UNIT_PIXEL_MODES`, else a UsageError naming them."""
+    if mode not in data.UNIT_PIXEL_MODES:
+        raise UsageError(f"unknown pixels {mode!r}: choose one of {', '.join(data.UNIT_PIXEL_MODES)} "
+                         f"(the pixel model the samples' generator was trained on)")
+    return mode
 
 
-def reference_set(params, train_images: np.ndarray, test_images: np.ndarray, k: int = K_NEIGHBOURS) -> Reference:
-    """The :class:`Reference` of uint8 MNIST ``train_images`` and ``test_images``."""
-    test_logits, test_feat = features(params, pixels(test_images))
-    train_logits, train_feat = features(params, pixels(train_images))
+def unit_pixels(images: np.ndarray, mode: str = "float", seed: int = 0) -> np.ndarray:
+    """uint8 images -> float32 pixels in [0, 1] by ``mode`` (:func:`genjax.data.to_pixels`):
+    x/255, 1[x/255 > 0.5], or one Bernoulli(x/255) draw with key ``seed`` (the same ``seed``,
+    the same draw)."""
+    x = data.to_pixels(jnp.asarray(images), check_pixels(mode), jax.random.key(seed))
+    return np.asarray(x, np.float32)
+
+
+def reference_set(params, train_images: np.ndarray, test_images: np.ndarray, k: int = K_NEIGHBOURS,
+                  pixels: str = "float") -> Reference:
+    """The :class:`Reference` of uint8 MNIST ``train_images`` and ``test_images``, turned into
+    [0, 1] pixels by ``pixels`` (``stochastic``: the fixed draws of ``STOCHASTIC_SEEDS``)."""
+    test_logits, test_feat = features(params, unit_pixels(test_images, pixels, STOCHASTIC_SEEDS["test"]))
+    train_logits, train_feat = features(params, unit_pixels(train_images, pixels, STOCHASTIC_SEEDS["train"]))
     mu, sigma = gaussian_stats(test_feat)
     return Reference(test_feat, probabilities(test_logits), mu, sigma, kth_neighbour_distance(test_feat, k),
-                     train_feat, probabilities(train_logits), nearest_distance(test_feat, train_feat), k)
+                     train_feat, probabilities(train_logits), nearest_distance(test_feat, train_feat), k, pixels)
+
+
+def with_test_subset(reference: Reference, keep: np.ndarray) -> Reference:
+    """``reference`` with only the test images ``keep`` (indices): their Gaussian and k-NN radii recomputed."""
+    feats = reference.test_features[keep]
+    mu, sigma = gaussian_stats(feats)
+    return dataclasses.replace(reference, test_features=feats, test_probs=reference.test_probs[keep], test_mu=mu,
+                               test_sigma=sigma, test_radii=kth_neighbour_distance(feats, reference.k),
+                               test_train_nn=reference.test_train_nn[keep])
+
+
+def with_train_subset(reference: Reference, keep: np.ndarray) -> Reference:
+    """``reference`` with only the training images ``keep`` (indices): the test images' nearest
+    distances recomputed against them, so a memorization ratio compares like with like."""
+    feats = reference.train_features[keep]
+    return dataclasses.replace(reference, train_features=feats, train_probs=reference.train_probs[keep],
+                               test_train_nn=nearest_distance(reference.test_features, feats))
 
 
 def score_features(probs, feats, reference: Reference, train_nn=None) -> dict:
@@ -318,7 +363,8 @@ def score_features(probs, feats, reference: Reference, train_nn=None) -> dict:
     return {"n": n, "fid": frechet_distance(*gaussian_stats(feats), reference.test_mu, reference.test_sigma),
             "class_entropy": class_entropy(probs), "classifier_score": classifier_score(probs),
             "precision": precision, "recall": recall, "class_shares": class_shares(probs).tolist(),
-            **memorization_stats(train_nn, reference.test_train_nn), "note": note}
+            **memorization_stats(train_nn, reference.test_train_nn), "note": note,
+            "reference_pixels": data.BINARIZATION[reference.pixels]}
 
 
 def score(samples, params, reference: Reference) -> dict:
@@ -327,18 +373,38 @@ def score(samples, params, reference: Reference) -> dict:
     return score_features(probabilities(logits), feats, reference)
 
 
+def noise_images(rng: np.random.Generator, n: int, mode: str = "float") -> np.ndarray:
+    """``n`` images of independent pixels, uniform over the values of ``mode``: U[0, 1] for
+    ``float``, fair coin flips in {0, 1} for the binary modes."""
+    u = rng.uniform(size=(n, 28, 28)).astype(np.float32)
+    return u if check_pixels(mode) == "float" else (u < 0.5).astype(np.float32)
+
+
 def reference_rows(params, reference: Reference, seed: int = 0, n: int = REFERENCE_ROWS) -> list[tuple[str, dict]]:
-    """The yardsticks printed with every score: the test set against itself (FID 0),
-    ``n`` training images (what a perfect generator reaches; a memorization ratio of 0,
-    since each is its own nearest training image) and ``n`` uniform-noise images."""
+    """The floors printed with every score, in the reference's pixels, each a measurement that could fail:
+
+    * ``m = min(n, N_train / 2)`` training images picked at random (a perfect generator's level) against
+      the test set; their memorization against the N_train - m training images not picked, with the
+      test images' nearest distances to the same images as the yardstick (about 1, not 0);
+    * one random half of the test set (``min(n, N_test / 2)`` images) against a reference built from the
+      other test images; memorization against the whole training set, the other test images as the yardstick;
+    * ``n`` noise images (:func:`noise_images`): a ceiling, not a floor."""
     rng = np.random.default_rng(seed)
-    rows = [("reference: test vs test", score_features(reference.test_probs, reference.test_features, reference,
-                                                        reference.test_train_nn))]
-    pick = rng.choice(len(reference.train_features), min(n, len(reference.train_features)), replace=False)
-    rows.append((f"reference: {len(pick)} train", score_features(  # each its own nearest training image
-        reference.train_probs[pick], reference.train_features[pick], reference, np.zeros(len(pick)))))
-    rows.append((f"reference: {n} uniform noise", score(rng.uniform(size=(n, 28, 28)), params, reference)))
-    return rows
+    n_train, n_test = len(reference.train_features), len(reference.test_features)
+    order = rng.permutation(n_train)
+    pick, rest = order[:min(n, n_train // 2)], order[min(n, n_train // 2):]
+    train_row = score_features(reference.train_probs[pick], reference.train_features[pick],
+                               with_train_subset(reference, rest))
+    halves = rng.permutation(n_test)
+    half = min(n, n_test // 2)
+    scored, other = halves[:half], halves[half:]
+    test_row = score_features(reference.test_probs[scored], reference.test_features[scored],
+                              with_test_subset(reference, other), reference.test_train_nn[scored])
+    noise_row = score(noise_images(rng, n, reference.pixels), params, reference)
+    return [(f"floor: {len(pick)} train vs test", train_row),
+            (f"floor: test half vs other half ({half})" if len(other) == half
+             else f"floor: {half} test vs the other {len(other)}", test_row),
+            (f"reference: {n} uniform noise", noise_row)]
 
 
 COLUMNS = (("n", "n", "d"), ("fid", "fid", ".3f"), ("class_entropy", "class entropy", ".3f"),

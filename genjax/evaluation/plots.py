@@ -73,6 +73,33 @@ def save_grid(path: Path, images: np.ndarray, rows: int, cols: int, title: str, 
     _show(path, tile(images, rows, cols), title, size=0.8 * cols, scale=scale)
 
 
+def save_labelled_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str, scale: int = 2,
+                       label_width: int = 150) -> None:
+    """One row of images per (label, (n, H, W[, C]) images in [0, 1]), the label at the row's left,
+    the title above; pixel for pixel as :func:`save_grid` (``scale`` PNG pixels per image pixel)."""
+    strips = [tile(images, 1, len(images)) for _, images in rows]
+    width = max(s.shape[1] for s in strips)
+    strips = [np.pad(to_rgb8(s), ((0, 0), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
+    mosaic = np.concatenate(strips)
+    h, w = mosaic.shape[:2]
+    pixels = np.repeat(np.repeat(mosaic, scale, axis=0), scale, axis=1)
+    fig = plt.figure(dpi=DPI)
+    text = fig.text(0.5, 1.0, title, ha="center", va="top", fontsize=TITLE_POINTS)
+    band = int(np.ceil(text.get_window_extent(renderer=fig.canvas.get_renderer()).height)) + 2 * MARGIN
+    total_w, total_h = label_width + w * scale, h * scale + band
+    fig.set_size_inches(total_w / DPI, total_h / DPI)
+    text.set_y(1.0 - MARGIN / total_h)
+    fig.figimage(pixels, xo=label_width, yo=0, origin="upper")
+    top = 0
+    for (label, _), strip in zip(rows, strips):
+        centre = top + strip.shape[0] * scale / 2
+        fig.text((label_width - MARGIN) / total_w, 1.0 - (band + centre) / total_h, label, ha="right", va="center",
+                 fontsize=TITLE_POINTS)
+        top += strip.shape[0] * scale
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 def save_reconstructions(
     path: Path, originals: np.ndarray, reconstructions: np.ndarray, title: str, scale: int | None = None
 ) -> None:

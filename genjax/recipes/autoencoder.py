@@ -13,6 +13,7 @@ Test metrics: ``loss`` (the training error), per-pixel ``mse`` and ``psnr``; wit
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -25,10 +26,11 @@ from genjax.data import inputs
 from genjax.data.inputs import KeyLike
 from genjax.devices import replicate
 from genjax.errors import UsageError
+from genjax.evaluation import plots
 from genjax.objectives import autoencoder
 from genjax.presets import AE_PRESETS, AEConfig
 from genjax.recipes.base import Recipe
-from genjax.runs import run
+from genjax.runs import cli, run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
 
@@ -66,6 +68,13 @@ def add_likelihood_flag(p: argparse.ArgumentParser, presets: dict, help: str = "
     run.preset_flag(p, "--likelihood", presets, choices=autoencoder.RECONSTRUCTIONS,
                     aliases={"--recon": {"type": _old_recon}},
                     help=f"{help}: bernoulli (binary cross-entropy) or mse (squared error), summed over pixels")
+
+
+def add_flags(p: argparse.ArgumentParser, presets: dict) -> None:
+    """The autoencoder's flags: ``--likelihood`` and ``--noise`` (a denoising AE when > 0)."""
+    add_likelihood_flag(p, presets)
+    run.preset_flag(p, "--noise", presets, type=cli.non_negative_float("--noise"),
+                    help="denoising: std of the Gaussian noise added to the input (0: a plain AE)")
 
 
 class Autoencoder(Recipe):
@@ -168,4 +177,53 @@ class Autoencoder(Recipe):
                                                    self.image_shape, mean, chol))
 
 
-__all__ = ["HYPERPARAMETERS", "Autoencoder", "add_likelihood_flag", "hyperparameters", "make_ae_step"]
+
+
+def draw_reconstructions(out: Path, ae: Autoencoder, test: data.ImageSet, psnr: float, n: int = 10) -> None:
+    """reconstructions.png: ``n`` test images and their reconstructions; with noise, the noisy
+    inputs the evaluation scores (image i corrupted by split(eval key, N)[i]) between them."""
+    n = min(n, len(test))
+    clean = np.asarray(ae.test_pixels(test)[:n])
+    rows = [clean]
+    if ae.config.noise:
+        keys_i = jax.random.split(ae.keys()["eval"], len(test))[:n]
+        rows.append(np.asarray(jax.vmap(lambda x, k: autoencoder.corrupt(k, x, ae.config.noise))(clean, keys_i)))
+    rows.append(np.asarray(autoencoder.reconstruct(ae.model, jax.device_get(ae.params), rows[-1])))
+    what = "test images, noisy inputs, outputs" if ae.config.noise else "test images (top), reconstructions"
+    plots.save_grid(out / "reconstructions.png", np.concatenate(rows), len(rows), n,
+                    f"{what}; test PSNR {psnr:.2f} dB", scale=3)
+
+
+def save_loss_curves(out: Path, ae: Autoencoder, title: str) -> None:
+    """losses.png: the train and test reconstruction error per epoch."""
+    plots.save_curves(out / "losses.png", [row["epoch"] for row in ae.history],
+                      {split: [row[f"{split}_loss"] for row in ae.history] for split in ("train", "test")},
+                      f"{ae.config.likelihood} per image", title)
+
+
+def cli_run(args: argparse.Namespace, presets: dict) -> dict:
+    """The whole run of ``python -m experiments.ae_cifar10``: train, the final test metrics (loss,
+    per-pixel MSE, PSNR), reconstructions.png and losses.png, metrics.json last."""
+    config = run.config_from_args(args, presets)
+    r = run.Run(args, config, resumable=("epochs",))
+    train, test, mesh = run.load_data(config.dataset, args.data_dir, config.batch_size)
+    ae = Autoencoder(config).train(train, test, run=r, mesh=mesh, progress=r.progress)
+    final = run.last_test_metrics(ae.history, ae.make_evaluate(test, mesh), ae.state)
+    metrics = {**r.summary(ae.history, mesh), "model": config.model, "likelihood": config.likelihood,
+               "noise": config.noise, "code_shape": list(ae.model.code_shape),
+               **{f"test_{k}": v for k, v in final.items()}}
+    if r.writes_files:
+        draw_reconstructions(r.out, ae, test, final["psnr"])
+        save_loss_curves(r.out, ae, f"{config.preset} autoencoder on {config.dataset}")
+    return r.finish(metrics, ae.history)
+
+
+def cli_script(doc: str, prog: str, default_out: Path, presets: dict, default_preset: str):
+    """(parser, experiment) of an autoencoder script: the shared run flags, :func:`add_flags`, :func:`cli_run`."""
+    parser = run.parser(doc, prog, default_out, presets, default_preset)
+    add_flags(parser, presets)
+    return parser, lambda args: cli_run(args, presets)
+
+
+__all__ = ["HYPERPARAMETERS", "Autoencoder", "add_flags", "add_likelihood_flag", "cli_run", "cli_script",
+           "draw_reconstructions", "hyperparameters", "make_ae_step", "save_loss_curves"]

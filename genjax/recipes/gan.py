@@ -158,7 +158,7 @@ def cli_run(args: argparse.Namespace, presets: dict) -> dict:
     final = run.last_test_metrics(g.history, g.make_evaluate(test, mesh), g.state)
     draw_key = g.keys()["draw"]
     samples = g.sample(config.num_samples, draw_key)[..., 0]
-    scores = scorer.with_reference(train.images, test.images).score(samples) if scorer else {}
+    scores = scorer.with_reference(train.images, test.images).score(samples, config.pixels) if scorer else {}
     metrics = {**scores, **r.summary(g.history, mesh), "model": config.model, "g_loss_kind": config.g_loss,
                "d_grad_leak": config.d_grad_leak, "d_norm": config.d_norm if config.model == "dcgan" else None,
                "fc_hidden": config.fc_hidden, "g_lr": config.g_lr or config.lr,
