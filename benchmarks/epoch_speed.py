@@ -9,18 +9,20 @@ name, cores) and JAX's own float32 GEMM peak (a 2048x2048 jitted matmul):
 
 * per preset, seconds per epoch of the PyTorch notebook loop, of genjax's compiled epoch, and of
   its **matmul-only floor** (:func:`benchmarks.floors.vae_epoch_floor`: the same matmuls at the
-  same shapes, nothing else), the epoch/floor ratio, the speed-up over PyTorch and the target
-  for this CPU's vendor, and the matmul GFLOP/s of each;
+  same shapes, nothing else), the speed-up over PyTorch, the epoch/floor ratio, the ceiling (PyTorch's
+  epoch over the epoch's matmuls at the GEMM peak: the most any program could beat PyTorch by here)
+  and the matmul GFLOP/s of each;
 * the IWAE evaluation of the main job (seed002, K = 1000, ``--iwae-images`` test images, default
   all 10,000) against its floor (:func:`benchmarks.floors.iwae_floor`: the encoder on each chunk
   and the decoder on its K latents per image);
-* the most any program could beat PyTorch by in this run: PyTorch's epoch over the floor (at XLA's
-  kernels, nothing else) and over the epoch's matmuls at the GEMM peak, with the GFLOP/s the
-  speed-up target needs;
 * with ``--main-job``, the wall time of the whole main job (20 epochs, IWAE k=1000, pictures) as
   a subprocess, split into its epochs, its IWAE and the rest (start-up, loading, compiling, the
-  test evaluation, pictures, checkpoints), beside the main job at its floors (20 epochs at the
+  test evaluation, pictures, checkpoints), against the main job at its floors (20 epochs at the
   seed002 floor and the IWAE at its own: the matmuls alone).
+
+Targets (the issue's), marked ok or MISS per row: each preset's epoch and the IWAE within 1.3x of
+their floors; the main job within 1.5x of the sum of its floors (which needs seed002 among the
+presets and all 10,000 IWAE images). There is no speed-up target over PyTorch.
 
 Epoch times are medians after a first (compiling) epoch; floors are medians of as many calls
 after a compiling one. Nothing is compared with a figure from another run or machine.
@@ -43,15 +45,7 @@ import numpy as np
 
 from benchmarks.floors import iwae_floor, vae_epoch_floor
 from benchmarks.flops import step_flops
-from benchmarks.machine import (
-    cpu_vendor,
-    describe,
-    gemm_peak_gflops,
-    import_baseline,
-    print_ceilings,
-    timed_calls,
-    timed_median,
-)
+from benchmarks.machine import describe, gemm_peak_gflops, import_baseline, print_table, timed_calls, timed_median
 from genjax import data
 from genjax.devices import data_mesh, replicate
 from genjax.objectives import vae
@@ -59,10 +53,8 @@ from genjax.presets import get_preset
 from genjax.recipes.vae import VAE
 from genjax.training.step import epoch_key, num_batches
 
-# Speed-up over the PyTorch loop, by CPU vendor (the floor differs: see the README's speed section).
-TARGETS = {"AuthenticAMD": {"seed002": 3.0, "seed000": 2.5}, "GenuineIntel": {"seed002": 2.4, "seed000": 2.0}}
-FLOOR_TARGET = 1.3  # epoch / matmul-only floor and IWAE / its floor, on any machine
-MAIN_JOB_TARGET = 45.0  # seconds of wall time for python -m experiments.vae_mnist
+FLOOR_TARGET = 1.3  # epoch / matmul-only floor and IWAE / its floor
+MAIN_JOB_TARGET = 1.5  # the main job's wall time / the sum of its floors (epochs x epoch floor + IWAE floor)
 
 
 def seed_model(preset: str) -> VAE:
@@ -120,7 +112,7 @@ def main_job_seconds() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=8, help="epochs per measurement (the first is not counted)")
-    parser.add_argument("--presets", nargs="+", default=["seed002", "seed000"], choices=sorted(TARGETS["AuthenticAMD"]))
+    parser.add_argument("--presets", nargs="+", default=["seed002", "seed000"], choices=["seed000", "seed002"])
     parser.add_argument("--iwae-images", type=int, default=10000,
                         help="test images of the timed IWAE evaluation (K = 1000; 0 skips it)")
     parser.add_argument("--main-job", action="store_true", help="also time the whole main job")
@@ -130,8 +122,6 @@ def main() -> None:
 
     images = data.load_split("mnist", "train", args.data_dir).images
     peak = gemm_peak_gflops()
-    vendor = cpu_vendor()
-    targets = TARGETS.get(vendor, TARGETS["AuthenticAMD"])
     print(f"{describe()}; float32 GEMM peak (2048^3): {peak:.0f} GFLOP/s", flush=True)
     rows = []
     for preset in args.presets:
@@ -157,46 +147,41 @@ def main() -> None:
         iwae = iwae_seconds(test)
 
     def gf(flops, seconds):
-        g = flops / seconds / 1e9
-        return f"{g:8.0f} {100 * g / peak:6.0f}%"
+        return f"{flops / seconds / 1e9:.0f} GFLOP/s ({100 * flops / seconds / 1e9 / peak:.0f}% of the peak)"
 
-    print(f"{'':16} {'pytorch s':>10} {'genjax s':>10} {'floor s':>9} {'/floor':>7} {'target':>7} "
-          f"{'speed-up':>9} {'target':>7} {'GFLOP/s':>8} {'% peak':>7}")
+    table = []
     for preset, ours, floor, theirs in rows:
         t = ours["seconds_per_epoch"]
-        print(f"{preset + ' epoch':16} {theirs['seconds_per_epoch']:10.3f} {t:10.3f} {floor:9.3f} {t / floor:6.2f}x "
-              f"{FLOOR_TARGET:6.1f}x {theirs['seconds_per_epoch'] / t:8.2f}x {targets[preset]:6.1f}x "
-              f"{gf(ours['flops_per_epoch'], t)}")
-        print(f"{'  floor':16} {'':10} {'':10} {'':9} {'':7} {'':7} {'':9} {'':7} {gf(ours['flops_per_epoch'], floor)}")
+        print(f"  {preset} epoch: genjax {gf(ours['flops_per_epoch'], t)}, floor {gf(ours['flops_per_epoch'], floor)}")
+        table.append((f"{preset} epoch", theirs["seconds_per_epoch"], t, floor, ours["flops_per_epoch"],
+                      ("floor", FLOOR_TARGET)))
     if iwae:
-        t = iwae["seconds"]
-        print(f"{'IWAE k=1000':16} {'':10} {t:10.2f} {iwae['floor_seconds']:9.2f} {t / iwae['floor_seconds']:6.2f}x "
-              f"{FLOOR_TARGET:6.1f}x {'':9} {'':7} {gf(iwae['flops'], t)}")
+        table.append(("IWAE k=1000", None, iwae["seconds"], iwae["floor_seconds"], iwae["flops"], ("floor", FLOOR_TARGET)))
         print(f"  IWAE: seed002, {args.iwae_images} test images in chunks of {iwae['chunk']}, "
-              f"{iwae['flops'] / 1e12:.2f} TFLOP of matmuls; floor {gf(iwae['flops'], iwae['floor_seconds']).split()[0]} GFLOP/s")
-    print_ceilings([(preset + " epoch", theirs["seconds_per_epoch"], floor, ours["flops_per_epoch"], targets[preset])
-                    for preset, ours, floor, theirs in rows], peak)
-    print(f"targets on this {vendor or 'unknown'} CPU: speed-up over PyTorch "
-          f"{', '.join(f'{p} >= {v}x' for p, v in targets.items())} "
-          f"(AMD: {TARGETS['AuthenticAMD']}, Intel: {TARGETS['GenuineIntel']}); epoch and IWAE within "
-          f"{FLOOR_TARGET}x of their floors")
+              f"{iwae['flops'] / 1e12:.2f} TFLOP of matmuls; genjax {gf(iwae['flops'], iwae['seconds'])}, "
+              f"floor {gf(iwae['flops'], iwae['floor_seconds'])}")
     if args.main_job:
         job = main_job_seconds()
-        print(f"main job (python -m experiments.vae_mnist: seed002, 20 epochs, IWAE k=1000, pictures): "
-              f"{job['wall_seconds']:.1f} s wall (target < {MAIN_JOB_TARGET:.0f} s); {job['seconds_per_epoch']:.3f} s/epoch, "
+        print(f"  main job (python -m experiments.vae_mnist: seed002, 20 epochs, IWAE k=1000, pictures): "
+              f"{job['wall_seconds']:.1f} s wall; {job['seconds_per_epoch']:.3f} s/epoch, "
               f"IWAE {job['iwae_seconds']:.1f} s; -ELBO {job['test_neg_elbo']:.2f}, IWAE NLL {job['test_nll_iwae']:.2f} "
               "nats (threshold binarization)")
         epochs = get_preset("seed002").epochs
         rest = (job["wall_seconds"] - job["first_epoch_seconds"] - (epochs - 1) * job["seconds_per_epoch"]
                 - job["iwae_seconds"])
-        print(f"  of it: {epochs} epochs {job['first_epoch_seconds'] + (epochs - 1) * job['seconds_per_epoch']:.1f} s "
+        print(f"    of it: {epochs} epochs {job['first_epoch_seconds'] + (epochs - 1) * job['seconds_per_epoch']:.1f} s "
               f"(the first {job['first_epoch_seconds']:.2f} s, compiling), IWAE {job['iwae_seconds']:.1f} s, the rest "
               f"{rest:.1f} s (start-up, loading, compiling the evaluations, test -ELBO, pictures, checkpoints)")
         floor002 = next((floor for preset, _, floor, _ in rows if preset == "seed002"), None)
+        at_floors = None
         if floor002 is not None and iwae and args.iwae_images == 10000:
             at_floors = epochs * floor002 + iwae["floor_seconds"]
-            print(f"  the main job at its floors: {epochs} epochs x {floor002:.3f} s + IWAE {iwae['floor_seconds']:.2f} s "
+            print(f"    the main job at its floors: {epochs} epochs x {floor002:.3f} s + IWAE {iwae['floor_seconds']:.2f} s "
                   f"= {at_floors:.1f} s of matmuls alone; with this run's rest, {at_floors + rest:.1f} s")
+        else:
+            print("    the main job's floor needs seed002 among --presets and --iwae-images 10000: its target is n/a")
+        table.append(("main job (wall)", None, job["wall_seconds"], at_floors, None, ("floor", MAIN_JOB_TARGET)))
+    print_table(table, peak)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ Prints, measured now on this machine, beside the CPU model and JAX's GEMM peak:
   genjax's step (read off its jaxpr, forward and backward, at their own shapes), alone, over the
   same number of steps (:func:`benchmarks.floors.products_floor`).
 
-Beside each row, the most any program could beat PyTorch by here: PyTorch's time over the
-floor (at XLA's kernels), and over the step's products at the GEMM peak (at any kernels), with
-the GFLOP/s the speed-up target needs.
+Beside each row, genjax over its floor and the **ceiling**: PyTorch's time over the row's products at
+the GEMM peak, the most any program could beat PyTorch by here. The target (the issue's), marked ok or
+MISS: the DCGAN step >= 1.2x as fast as PyTorch; where its ceiling is below 1.3x, the table says so and
+the target becomes genjax within 1.3x of its products at the GEMM peak. The seed000 rows have none.
 
 Matmul GFLOP count every dense product the step needs (2 m k n each): for
 ``seed000`` about 380 GFLOP per epoch with D's gradients cleared and 417 as
@@ -52,7 +53,7 @@ import numpy as np
 
 from benchmarks.floors import products_floor, step_products
 from benchmarks.flops import step_flops
-from benchmarks.machine import cpu_vendor, describe, gemm_peak_gflops, import_baseline, print_ceilings, timed_median
+from benchmarks.machine import describe, gemm_peak_gflops, import_baseline, print_table, timed_median
 from genjax import data
 from genjax.devices import data_mesh, replicate
 from genjax.presets import GAN_PRESETS
@@ -60,9 +61,7 @@ from genjax.recipes.gan import GAN
 from genjax.training.step import epoch_key, fast_compiler_options, make_epoch, num_batches
 
 BATCH = 128
-FLOOR_TARGET = 1.3  # seed000 epoch / matmul-only floor, on any machine
-SEED000_SPEEDUP = {"AuthenticAMD": 2.5, "GenuineIntel": 1.8}  # over the seed's loop, by CPU vendor
-DCGAN_SPEEDUP = 1.5
+DCGAN_SPEEDUP = 1.2  # the DCGAN step over its PyTorch copy
 
 
 # ---------------------------------------------------------------- seed000: genjax
@@ -196,8 +195,6 @@ def main() -> None:
     images = data.load_split("mnist", "train", args.data_dir).images
     peak = gemm_peak_gflops()
     print(f"{describe()}; float32 GEMM peak (2048^3): {peak:.0f} GFLOP/s", flush=True)
-    vendor = cpu_vendor()
-    seed_target = SEED000_SPEEDUP.get(vendor, SEED000_SPEEDUP["AuthenticAMD"])
 
     # seed000: genjax both ways, the floors, then the seed's loop both ways.
     ours, floors, theirs = {}, {}, {}
@@ -254,38 +251,20 @@ def main() -> None:
     print("\n".join(lines))
 
     def gf(flops, seconds):
-        g = flops / seconds / 1e9
-        return f"{g:8.0f} {100 * g / peak:6.0f}%"
+        return f"{flops / seconds / 1e9:.0f} GFLOP/s ({100 * flops / seconds / 1e9 / peak:.0f}% of the peak)"
 
-    print(f"{'':34} {'pytorch s':>10} {'genjax s':>10} {'speed-up':>9} {'target':>7} {'GFLOP/s':>8} {'% peak':>7}")
-    for leak, name in ((False, "seed000 epoch, D grads cleared"), (True, "seed000 epoch, as written")):
-        t_torch, t_ours = theirs[leak]["seconds_per_epoch"], ours[leak]["seconds"]
-        print(f"{name:34} {t_torch:10.3f} {t_ours:10.3f} {t_torch / t_ours:8.2f}x {seed_target:6.1f}x "
-              f"{gf(floors[leak]['flops'], t_ours)}")
-    for leak, name in ((False, "  matmul-only floor, D cleared"), (True, "  matmul-only floor, as written")):
-        print(f"{name:34} {'':10} {floors[leak]['seconds']:10.3f} {'':9} {'':7} "
-              f"{gf(floors[leak]['flops'], floors[leak]['seconds'])}")
-    t_torch = torch_dc["seconds_per_step"]
-    print(f"{'dcgan step':34} {t_torch:10.3f} {dc_ours:10.3f} {t_torch / dc_ours:8.2f}x {DCGAN_SPEEDUP:6.1f}x "
-          f"{gf(dc_flops, dc_ours)}")
-    dc_floor = dc_floor_seconds / args.dcgan_steps
-    print(f"{'  products-only floor':34} {'':10} {dc_floor:10.3f} {'':9} {'':7} {gf(dc_flops, dc_floor)}")
-    print(f"{f'dcgan epoch ({dc_steps} steps, extrap.)':34} {t_torch * dc_steps:10.1f} {dc_ours * dc_steps:10.1f}")
-    for leak, name in ((False, "D grads cleared"), (True, "as written")):
-        print(f"seed000 epoch / matmul-only floor, {name}: {ours[leak]['seconds'] / floors[leak]['seconds']:.2f}x "
-              f"(target <= {FLOOR_TARGET}x)")
-    print(f"dcgan step / products-only floor: {dc_ours / dc_floor:.2f}x (the rest of the step, BatchNorm, activations, "
-          f"losses, Adam, the batch gather: {dc_ours - dc_floor:.3f} s)")
-
-    print()
-    print_ceilings([("seed000 epoch, D grads cleared", theirs[False]["seconds_per_epoch"], floors[False]["seconds"],
-                     floors[False]["flops"], seed_target),
-                    ("seed000 epoch, as written", theirs[True]["seconds_per_epoch"], floors[True]["seconds"],
-                     floors[True]["flops"], seed_target),
-                    ("dcgan step", t_torch, dc_floor, dc_flops, DCGAN_SPEEDUP)], peak, "products")
-    print(f"speed-up targets: seed000 >= {seed_target}x over the seed's loop on this {vendor or 'unknown'} CPU "
-          f"(>= {SEED000_SPEEDUP['AuthenticAMD']}x AMD, >= {SEED000_SPEEDUP['GenuineIntel']}x Intel); "
-          f"dcgan >= {DCGAN_SPEEDUP}x over its PyTorch copy")
+    t_torch, dc_floor = torch_dc["seconds_per_step"], dc_floor_seconds / args.dcgan_steps
+    for leak, name in ((False, "D cleared"), (True, "as written")):
+        print(f"  seed000 {name}: genjax {gf(floors[leak]['flops'], ours[leak]['seconds'])}, "
+              f"floor {gf(floors[leak]['flops'], floors[leak]['seconds'])}")
+    print(f"  dcgan: genjax {gf(dc_flops, dc_ours)}, floor {gf(dc_flops, dc_floor)}; the rest of the step (BatchNorm, "
+          f"activations, losses, Adam, the batch gather) {dc_ours - dc_floor:.3f} s; a {dc_steps}-step epoch "
+          f"(extrapolated): pytorch {t_torch * dc_steps:.1f} s, genjax {dc_ours * dc_steps:.1f} s")
+    print_table([("seed000 epoch, D grads cleared", theirs[False]["seconds_per_epoch"], ours[False]["seconds"],
+                  floors[False]["seconds"], floors[False]["flops"], None),
+                 ("seed000 epoch, as written", theirs[True]["seconds_per_epoch"], ours[True]["seconds"],
+                  floors[True]["seconds"], floors[True]["flops"], None),
+                 ("dcgan step", t_torch, dc_ours, dc_floor, dc_flops, ("speed-up", DCGAN_SPEEDUP))], peak, "products")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What every benchmark prints beside its figures: the CPU it ran on and JAX's GEMM peak there."""
+"""What every benchmark prints beside its figures: the CPU it ran on, JAX's GEMM peak there, and each row's
+target with its mark."""
 
 from __future__ import annotations
 
@@ -45,19 +46,6 @@ def cpu_model() -> str:
     return f"{vendor + ', ' if vendor else ''}{name}{f' ({detail})' if detail else ''}, {os.cpu_count()} cores"
 
 
-def cpu_vendor() -> str:
-    """/proc/cpuinfo's ``vendor_id`` (``AuthenticAMD``, ``GenuineIntel``), or '' where there is none:
-    the key of the benchmarks' per-CPU speed targets."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return ""
-
-
 def describe() -> str:
     return (f"CPU: {cpu_model()}; jax {jax.__version__} on {jax.default_backend()} "
             f"({jax.device_count()} device(s))")
@@ -100,17 +88,48 @@ def timed_median(fn, *args, repeats: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def print_ceilings(rows, peak: float, products: str = "matmuls") -> None:
-    """Print, per ``(name, baseline_seconds, floor_seconds, flops, target)`` row, the most any program
-    could beat the baseline by in this run: baseline / floor (at XLA's kernels, nothing else) and
-    baseline / (``flops`` at the GEMM ``peak``, GFLOP/s), with the GFLOP/s the ``target`` speed-up
-    needs; ' !' where even the floor misses the target."""
-    print(f"the most speed-up over PyTorch in this run: at the floor (XLA's kernels, nothing else), at the GEMM "
-          f"peak ({peak:.0f} GFLOP/s, the {products} alone); the GFLOP/s the target needs ('!': out of reach at "
-          f"XLA's kernels)")
-    width = max(len(row[0]) for row in rows)
-    for name, baseline, floor, flops, target in rows:
-        needs = flops * target / baseline / 1e9
-        print(f"  {name:{width}} at the floor {baseline / floor:5.2f}x, at the GEMM peak "
-              f"{baseline * peak * 1e9 / flops:5.2f}x; {target}x needs {needs:.0f} GFLOP/s "
-              f"({100 * needs / peak:.0f}% of peak){' !' if baseline / floor < target else ''}")
+CEILING_RULE = 1.3  # below this ceiling a speed-up target gives way to: genjax within 1.3x of the arithmetic at peak
+
+
+def row_target(target, torch_s, genjax_s, floor_s, at_peak_s) -> tuple[str, str]:
+    """A benchmark row's target cell, 'ok' or 'MISS' after it, and the words of the ceiling rule where it applies.
+    ``target``: None; ``("speed-up", x[, moonshot])``, genjax >= x times as fast as PyTorch; or ``("floor", x)``,
+    genjax <= x times its floor. The ceiling rule: where a row's ceiling (PyTorch's seconds over ``at_peak_s``,
+    its arithmetic at the GEMM peak) is below :data:`CEILING_RULE`, no program can be that much faster than
+    PyTorch here, and its speed-up target becomes genjax <= CEILING_RULE x ``at_peak_s``."""
+    if target is None:
+        return "-", ""
+    kind, x, *moonshot = target
+    if kind == "floor":
+        return (f"<={x}x floor " + ("ok" if genjax_s <= x * floor_s else "MISS"), "") if floor_s else ("n/a", "")
+    if torch_s / at_peak_s < CEILING_RULE:
+        words = (f"the ceiling, {torch_s / at_peak_s:.2f}x, is below {CEILING_RULE}x: no program can be {CEILING_RULE}x "
+                 f"as fast as PyTorch here, so the target is genjax within {CEILING_RULE}x of its arithmetic at the "
+                 f"GEMM peak (it is at {genjax_s / at_peak_s:.2f}x)")
+        return f"<={CEILING_RULE}x peak " + ("ok" if genjax_s <= CEILING_RULE * at_peak_s else "MISS"), words
+    speedup = torch_s / genjax_s
+    return (f">={x}x " + ("ok" if speedup >= x else "MISS")
+            + "".join(f" (moonshot {m}x: {'ok' if speedup >= m else 'not yet'})" for m in moonshot), "")
+
+
+def print_table(rows, peak: float, products: str = "matmuls") -> None:
+    """Print, under the CPU model and the GEMM ``peak`` (GFLOP/s), one line per ``(name, pytorch_s, genjax_s,
+    floor_s, flops, target)`` row (``pytorch_s``, ``floor_s`` None where there is none; ``flops`` the row's
+    ``products``, whose time at the peak sets the ceiling): the seconds, the speed-up over PyTorch, genjax
+    over its floor, the ceiling (PyTorch's seconds over the ``flops`` at the peak: the most any program could
+    beat PyTorch by here) and the target of :func:`row_target` with its mark; then the ceiling rule's words."""
+    width, columns = max(len(row[0]) for row in rows), (("pytorch s", 10), ("genjax s", 10), ("speed-up", 9),
+                                                        ("floor s", 9), ("/floor", 7), ("ceiling", 9))
+    print(f"{cpu_model()}; float32 GEMM peak {peak:.0f} GFLOP/s; ceiling: PyTorch s / the {products} at the peak")
+    print(f"{'':{width}} " + " ".join(f"{c:>{w}}" for c, w in columns) + "  target")
+    notes = []
+    for name, torch_s, genjax_s, floor_s, flops, target in rows:
+        at_peak = flops / (peak * 1e9) if flops else None
+        mark, note = row_target(target, torch_s, genjax_s, floor_s, at_peak)
+        notes += [f"  {name}: {note}"] if note else []
+        figures = (torch_s, genjax_s, torch_s and torch_s / genjax_s, floor_s, floor_s and genjax_s / floor_s,
+                   torch_s and at_peak and torch_s / at_peak)
+        cells = ("" if v is None else f"{v:.3f}" if i in (0, 1, 3) else f"{v:.2f}x" for i, v in enumerate(figures))
+        print(f"{name:{width}} " + " ".join(c.rjust(w) for c, (_, w) in zip(cells, columns)) + f"  {mark}")
+    if notes:
+        print("\n".join(["the ceiling rule applied:", *notes]))

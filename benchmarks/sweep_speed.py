@@ -32,8 +32,6 @@ from genjax.recipes import sweep as vae_sweep
 from genjax.recipes.vae import VAE
 from genjax.training.step import epoch_key, num_batches
 
-TARGET = 1.5  # the issue's: one vmapped program >= 1.5x faster than K sequential runs, on CPU
-
 
 def wall(cmd: list[str]) -> float:
     t = time.perf_counter()
@@ -54,7 +52,7 @@ def sweep_against_sequential(k: int, epochs: int, iwae_k: int) -> None:
     print(f"\n{k} seed002 VAEs x {epochs} epochs, IWAE k = {iwae_k}, wall seconds ({cpu_model()})")
     print(f"{'one vmapped program':<28}{t_sweep:>10.1f}")
     print(f"{'K sequential main jobs':<28}{total:>10.1f}   (each {min(t_runs):.1f}-{max(t_runs):.1f})")
-    print(f"{'speed-up':<28}{total / t_sweep:>9.2f}x   target >= {TARGET}x")
+    print(f"{'speed-up':<28}{total / t_sweep:>9.2f}x")
 
 
 def matmul_flops_per_model_epoch(params, batch_size: int, steps: int) -> float:

@@ -229,3 +229,30 @@ def test_evaluate_does_not_depend_on_the_chunk_size(small_vae, impl):
     for k in ("recon", "kl", "neg_elbo"):
         assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-5)
     assert float(a["neg_elbo"]) == pytest.approx(float(a["recon"]) + float(a["kl"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["vae", "cvae"])
+def test_the_recipes_iwae_in_parts_with_a_progress_bar_is_the_one_program_bound(conditional, mnist, monkeypatch,
+                                                                                capsys):
+    """VAE.iwae_bound runs vae.iwae_per_image in IWAE_PARTS host calls (a progress bar between them):
+    the same per-image values for any number of parts, and the bound of vae.iwae_nll in one program."""
+    import genjax
+    from genjax import data
+    from genjax.recipes import vae as vae_recipe
+
+    train, test = mnist
+    labels = (train.labels[:512],) if conditional else ()
+    v = genjax.VAE.from_preset("cvae" if conditional else "seed002", batch_size=128, iwae_k=8).fit(
+        train.images[:512], *labels, epochs=1, progress=False)
+    x, cond = v.eval_arrays(data.ImageSet(test.images[:203], test.labels[:203]))
+    key = jax.random.fold_in(v.keys()["eval"], 1)
+    whole = vae.iwae_nll(v.model, v.params, x, key, 8, vae.iwae_chunk_size(8, 784), cond=cond)
+    bounds = []
+    for parts in (1, 7, 20):
+        monkeypatch.setattr(vae_recipe, "IWAE_PARTS", parts)
+        bounds.append(v.iwae_bound(x, cond, progress=parts == 7))
+    assert bounds[0] == bounds[1] == bounds[2]
+    assert bounds[0]["nll_iwae"] == pytest.approx(float(whole["nll_iwae"]), rel=1e-5)
+    assert bounds[0]["neg_elbo"] == pytest.approx(float(whole["neg_elbo"]), rel=1e-5)
+    assert bounds[0]["nll_iwae"] < bounds[0]["neg_elbo"]
+    assert "IWAE, k = 8" in capsys.readouterr().err

@@ -252,6 +252,23 @@ def iwae_chunk_size(k: int, num_pixels: int, budget: int = 1 << 22) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "k", "chunk", "mesh", "likelihood"))
+def iwae_per_image(model, params, x: jax.Array, keys: jax.Array, k: int, chunk: int, mesh=None,
+                   cond: jax.Array | None = None, likelihood: str = "bernoulli", model_state=None):
+    """Per image i, ``-log (1/K) sum_k w_k`` and ``-(1/K) sum_k log w_k`` with its K z's drawn from
+    ``keys[i]`` alone: (nll (N,), neg_elbo (N,)), in chunks of ``chunk`` images (split over the
+    ``mesh``'s devices). Any split of the images into calls gives the same values."""
+
+    def one_chunk(args):
+        xc, kc, cc = args
+        log_w = jax.vmap(lambda xi, ki, ci: log_importance_weights(
+            model, params, xi[None], ki, k, None if ci is None else ci[None], likelihood, model_state)[:, 0]
+        )(xc, kc, cc)
+        return -losses.importance_weighted_bound(log_w.T), -jnp.mean(log_w, axis=1)
+
+    return map_in_chunks(one_chunk, (x, keys, cond), chunk, mesh)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "k", "chunk", "mesh", "likelihood"))
 def iwae_nll(model, params, x: jax.Array, key: jax.Array, k: int, chunk: int, mesh=None,
              cond: jax.Array | None = None, likelihood: str = "bernoulli", model_state=None) -> dict:
     """Test NLL by the K-sample importance-weighted bound, and the K-sample ELBO estimate.
@@ -264,16 +281,8 @@ def iwae_nll(model, params, x: jax.Array, key: jax.Array, k: int, chunk: int, me
     depend on ``chunk`` or on the number of devices (up to float rounding).
     ``likelihood`` and ``model_state`` as in :func:`log_importance_weights`.
     """
-    keys = jax.random.split(key, x.shape[0])
-
-    def one_chunk(args):
-        xc, kc, cc = args
-        log_w = jax.vmap(lambda xi, ki, ci: log_importance_weights(
-            model, params, xi[None], ki, k, None if ci is None else ci[None], likelihood, model_state)[:, 0]
-        )(xc, kc, cc)
-        return -losses.importance_weighted_bound(log_w.T), -jnp.mean(log_w, axis=1)
-
-    nll, neg_elbo = map_in_chunks(one_chunk, (x, keys, cond), chunk, mesh)
+    nll, neg_elbo = iwae_per_image(model, params, x, jax.random.split(key, x.shape[0]), k, chunk, mesh, cond,
+                                   likelihood, model_state)
     return {"nll_iwae": jnp.mean(nll), "neg_elbo": jnp.mean(neg_elbo)}
 
 

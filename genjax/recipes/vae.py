@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike
 from genjax import data
 from genjax.data import inputs
 from genjax.data.inputs import KeyLike
-from genjax.devices import data_mesh, replicate
+from genjax.devices import data_mesh, map_in_parts, replicate
 from genjax.errors import UsageError
 from genjax.evaluation import plots
 from genjax.models import mlp_vae
@@ -55,6 +55,7 @@ from genjax.runs import cli, run
 from genjax.training.optim import make_optimizer
 from genjax.training.step import TrainState, make_train_step
 
+IWAE_PARTS = 20  # host-level calls of the IWAE evaluation: a progress bar step each
 FLOAT_BUDGET = 1 << 22  # floats per image chunk in evaluation and sampling (bounded memory, same values)
 
 # Every VAE preset under one unique name (the CLI scripts' names, the conv ones prefixed).
@@ -262,18 +263,30 @@ class VAE(Recipe):
         return float(self.iwae_bound(x, cond, k, key)["nll_iwae"])
 
     def iwae_bound(self, x: jax.Array, cond: jax.Array | None = None, k: int | None = None, key=None,
-                   mesh=None) -> dict:
+                   mesh=None, progress: bool = False) -> dict:
         """:func:`genjax.objectives.vae.iwae_nll` of the trained model on pixels ``x`` (``k``: the
-        config's ``iwae_k`` by default; ``key``: ``fold_in(eval key, 1)`` by default), on the host."""
+        config's ``iwae_k`` by default; ``key``: ``fold_in(eval key, 1)`` by default): the means over
+        images (float64, on the host) of :func:`~genjax.objectives.vae.iwae_per_image`, image i's z's
+        drawn from ``split(key, N)[i]``. Computed in :data:`IWAE_PARTS` calls, with a progress bar
+        and its ETA when ``progress``; the numbers do not depend on it."""
         c, s = self.config, self._need_state()
         k = c.iwae_k if k is None else k
         key = jax.random.fold_in(self.keys()["eval"], 1) if key is None else key
-        return jax.device_get(vae.iwae_nll(self.model, s.params, x, key, k, vae.iwae_chunk_size(k, x[0].size), mesh,
-                                           cond=cond, likelihood=c.likelihood, model_state=s.model_state))
+        n, chunk = x.shape[0], vae.iwae_chunk_size(k, x[0].size)
+        part = chunk * max(1, -(-n // (chunk * IWAE_PARTS)))
 
-    def final_metrics(self, test: data.ImageSet, mesh=None, train_images: int | None = None) -> dict:
+        def per_image(xs, ks, cs):
+            return vae.iwae_per_image(self.model, s.params, xs, ks, k, chunk, mesh, cs, c.likelihood, s.model_state)
+
+        nll, neg_elbo = map_in_parts(per_image, (x, jax.random.split(key, n), cond), part, progress,
+                                     f"IWAE, k = {k}")
+        return {"nll_iwae": float(np.mean(nll, dtype=np.float64)),
+                "neg_elbo": float(np.mean(neg_elbo, dtype=np.float64))}
+
+    def final_metrics(self, test: data.ImageSet, mesh=None, train_images: int | None = None,
+                      progress: bool = False) -> dict:
         """metrics.json's VAE fields: the final test metrics (the last epoch's), and for a
-        likelihood the IWAE bound (and bits/dim for the discretized logistic)."""
+        likelihood the IWAE bound (and bits/dim for the discretized logistic; ``progress``: its bar)."""
         c, s = self.config, self._need_state()
         final = run.last_test_metrics(self.history, self.make_evaluate(test, mesh or data_mesh()), s)
         metrics = {"dataset": c.dataset, "architecture": c.architecture, "pixels": c.pixels,
@@ -286,7 +299,7 @@ class VAE(Recipe):
         if self.reports_likelihood:
             x_test, cond = self.eval_arrays(test)
             t0 = time.perf_counter()
-            iw = self.iwae_bound(x_test, cond, mesh=mesh)
+            iw = self.iwae_bound(x_test, cond, mesh=mesh, progress=progress)
             metrics.update(test_nll_iwae=float(iw["nll_iwae"]), test_neg_elbo_k_samples=float(iw["neg_elbo"]),
                            iwae_k=c.iwae_k, iwae_seconds=round(time.perf_counter() - t0, 3))
             if c.likelihood == vae.DISCRETIZED_LOGISTIC:
@@ -445,7 +458,7 @@ def cli_run(args: argparse.Namespace, presets: dict, after=None) -> dict:
     train, test, mesh = run.load_data(recipe.config.dataset, args.data_dir, recipe.config.batch_size)
     train = training_set(recipe.config, train, test)
     trained = recipe.train(train, test, run=r, mesh=mesh, progress=r.progress)
-    metrics = {**r.summary(trained.history, mesh), **trained.final_metrics(test, mesh, len(train))}
+    metrics = {**r.summary(trained.history, mesh), **trained.final_metrics(test, mesh, len(train), r.progress)}
     if r.writes_files:
         trained.write_outputs(r.out, test)
     if after is not None:
