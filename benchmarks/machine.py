@@ -21,7 +21,8 @@ def import_baseline(name: str):
     except ModuleNotFoundError as missing:
         if missing.name != "torch":
             raise
-        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 (a CPU build)")
+        sys.exit("error: the baselines need PyTorch: pip install torch==2.13.0 "
+                 "--index-url https://download.pytorch.org/whl/cpu (a CPU build)")
 
 
 def cpu_model() -> str:
@@ -103,9 +104,9 @@ def row_target(target, torch_s, genjax_s, floor_s, at_peak_s) -> tuple[str, str]
     if kind == "floor":
         return (f"<={x}x floor " + ("ok" if genjax_s <= x * floor_s else "MISS"), "") if floor_s else ("n/a", "")
     if torch_s / at_peak_s < CEILING_RULE:
-        words = (f"the ceiling, {torch_s / at_peak_s:.2f}x, is below {CEILING_RULE}x: no program can be {CEILING_RULE}x "
-                 f"as fast as PyTorch here, so the target is genjax within {CEILING_RULE}x of its arithmetic at the "
-                 f"GEMM peak (it is at {genjax_s / at_peak_s:.2f}x)")
+        words = (f"the ceiling, {torch_s / at_peak_s:.2f}x, is below {CEILING_RULE}x: no program can be "
+                 f"{CEILING_RULE}x as fast as PyTorch on this CPU, so the target is genjax within {CEILING_RULE}x "
+                 f"of its arithmetic at the GEMM peak (it is at {genjax_s / at_peak_s:.2f}x)")
         return f"<={CEILING_RULE}x peak " + ("ok" if genjax_s <= CEILING_RULE * at_peak_s else "MISS"), words
     speedup = torch_s / genjax_s
     return (f">={x}x " + ("ok" if speedup >= x else "MISS")

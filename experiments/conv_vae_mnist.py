@@ -15,7 +15,8 @@ number the seed prints, and its test numbers are on images it trained on. seed00
 uses k = 100 importance samples by default (its evaluation then takes less time than its
 training; k = 1000 takes about four times the training), with a progress bar and its ETA.
 
-Writes into --out: metrics.json (last), history.csv, samples.npy, samples.png, reconstructions.png,
+Writes into --out: metrics.json (last), history.csv, samples.npy (decoder means; seed003 also
+samples_binary.npy, their Bernoulli draws, to score with --pixels threshold), samples.png, reconstructions.png,
 interpolation.png, elbo.png (+ latent_scatter.png and manifold.png for a 2-D latent) and checkpoints/.
 """
 

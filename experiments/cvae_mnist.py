@@ -12,7 +12,8 @@ samples: the share of them its digit classifier assigns to the digit asked for
 --no-score skips the scores).
 
 Writes into --out: metrics.json (last), history.csv, samples.npy (N x 28 x 28 in
-[0, 1], N / 10 of each digit) with sample_labels.npy (the digit asked for),
+[0, 1], the decoder means, the digits in turn) with sample_labels.npy (the digit asked for),
+samples_binary.npy (their Bernoulli draws: the samples scored, against binarized references),
 grid.png (rows: digit, columns: z), class_interpolation.png (one z, the label
 moving from one digit to the next), elbo.png, checkpoints/.
 """

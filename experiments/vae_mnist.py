@@ -4,11 +4,13 @@
     python -m experiments.vae_mnist --preset seed000 --out runs/seed000
     python -m experiments.vae_mnist --epochs 30 --resume # continue runs/vae_mnist to 30 epochs
 
-Writes into --out: metrics.json (last), history.csv, samples.npy, samples.png,
-reconstructions.png, interpolation.png, elbo.png (+ latent_scatter.png and
-manifold.png for a 2-D latent), model.json and checkpoints/ (`genjax.load(out)`
-reads the model back). -ELBO and the IWAE bound are reported (nats per test image)
-only for a likelihood: a Bernoulli decoder on binary pixels, or the discretized logistic.
+Writes into --out: metrics.json (last), history.csv, samples.npy (decoder means of
+prior draws; on binarized pixels also samples_binary.npy, their Bernoulli draws: the samples
+to score, `score_samples --pixels threshold`), samples.png, reconstructions.png,
+interpolation.png, elbo.png (+ latent_scatter.png and manifold.png for a 2-D latent),
+model.json and checkpoints/ (`genjax.load(out)` reads the model back). -ELBO and the IWAE
+bound are reported (nats per test image) only for a likelihood: a Bernoulli decoder on binary
+pixels, or the discretized logistic.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Shared helpers: running the experiment CLI as a subprocess, and shared runs.
+"""Shared helpers: running the experiment CLI as a subprocess, and shared runs; the PyTorch
+comparisons (marked ``torch``) skipped where PyTorch is not installed.
 
 MNIST is read from the default data dir (../shared/tensorflow_datasets beside the
 repository) and the default decoded-array cache, so decoding happens once per
@@ -8,6 +9,7 @@ machine; every CLI run writes into a pytest tmp directory.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -53,6 +55,40 @@ def script_json_on_devices(script: str, devices: int, timeout: float = 600) -> d
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def in_fresh_process(function: str, *args, timeout: float = 300):
+    """``function(*args)`` in a new Python process of this interpreter, its result through JSON;
+    ``function`` is ``"module:name"``, the module importable from tests/ or the repository root.
+    For work that must not share the test process (tests/torch_side.py says why)."""
+    script = ("import importlib, json, sys; module, name = sys.argv[1].split(':'); "
+              "print(json.dumps(getattr(importlib.import_module(module), name)(*json.loads(sys.argv[2]))))")
+    env = cli_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), str(REPO_ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", script, function, json.dumps(args)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    check_ok(proc)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``torch`` compare against PyTorch, which the library does not need: skipped without it."""
+    if importlib.util.find_spec("torch") is None:
+        skip = pytest.mark.skip(reason="compares against PyTorch, not installed (CI installs a CPU build)")
+        for item in items:
+            if item.get_closest_marker("torch"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_triton_in_the_test_process():
+    """Importing triton where TensorFlow is loaded, as it is in the suite's process, is a segmentation
+    fault (issue 30): PyTorch work that imports it (``torch.utils.flop_counter``, ``torch.compile``)
+    runs through :func:`in_fresh_process`. A test run on its own, without TensorFlow, fails here."""
+    already = "triton" in sys.modules
+    yield
+    assert already or "triton" not in sys.modules, \
+        "the test imported triton (issue 30): run its PyTorch part through in_fresh_process"
 
 
 def check_ok(proc: subprocess.CompletedProcess) -> None:

@@ -55,6 +55,12 @@ def test_seed002_two_epochs_writes_all_outputs(seed002_two_epochs):
     assert samples.std() > 0.05  # digits, not a constant image
     assert _epoch_dirs(out / "checkpoints") == [1, 2]
     check_load_reproduces(out, genjax.VAE, "samples.npy", lambda m: jax.random.split(m.keys()["draw"])[0])
+    # seed002's pixels are binary: the samples it is scored by are Bernoulli draws of those means.
+    binary = np.load(out / "samples_binary.npy")
+    assert binary.shape == samples.shape and set(np.unique(binary)) == {0.0, 1.0}
+    assert abs(binary.mean() - samples.mean()) < 0.01 and binary[samples > 0.99].mean() > 0.97
+    check_load_reproduces(out, genjax.VAE, "samples_binary.npy", lambda m: jax.random.split(m.keys()["draw"])[0],
+                          binary=True)
 
 
 def test_final_neg_elbo_is_the_last_checkpoints_test_elbo(seed002_two_epochs, mnist):

@@ -112,6 +112,7 @@ def test_every_model_fits_every_image_size_and_leading_sample_axes(shape):
                                                           else (2, 3, model.latent_dim))
 
 
+@pytest.mark.torch
 def test_seed003_conv_vae_is_a_pytorch_copy_with_its_first_upsampling_fixed():
     """Same weights in a PyTorch copy of seed 003's ConvVAE, with output_padding=1 in its first
     ConvTranspose2d (3 -> 7): the same mean, log-variance and logits. Flattening reads (c, h, w)

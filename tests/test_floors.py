@@ -1,6 +1,8 @@
 """The benchmarks' matmul-only floors do the real programs' matmul work: the same FLOPs as the
 ``dot_general``s of the VAE's training step and of the IWAE evaluation, counted from their jaxprs."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 
 from benchmarks.floors import iwae_floor, products_floor, step_products, vae_epoch_floor
 from benchmarks.flops import jaxpr_flops, step_flops
+from conftest import in_fresh_process
 from genjax.models.mlp_vae import VAE
 from genjax.objectives import vae
 from genjax.presets import get_preset
@@ -69,33 +72,32 @@ def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
             assert step_flops(grads, x, k) == pytest.approx(c.flops("dk") + c.flops("dx"), rel=1e-12)  # y is unused
 
 
-@pytest.mark.parametrize("model, shape", [("seed004", (28, 28, 1)), ("seed003_celeba", (64, 64, 3))])
-def test_conv_ceiling_counts_every_layers_forward_and_backward_arithmetic(model, shape):
+CEILING_SHAPES = {"seed004": (28, 28, 1), "seed003_celeba": (64, 64, 3)}
+
+
+@pytest.fixture(scope="module")
+def torch_conv_counts():
+    """PyTorch's side of the ceiling test, both models in one fresh process (the counter imports
+    triton: tests/torch_side.py)."""
+    return in_fresh_process("torch_side:conv_vae_step_counts", CEILING_SHAPES)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("model", CEILING_SHAPES)
+def test_conv_ceiling_counts_every_layers_forward_and_backward_arithmetic(model, torch_conv_counts):
     """The conv benchmark's ceiling divides PyTorch's FlopCounterMode count of one seed step by the
     GEMM peak; the count must be the direct arithmetic of every layer: 2 MACs per tap, forward,
     weight gradient and (all but the first layer, whose input is data) input gradient."""
-    pytest.importorskip("torch")
-    from torch import nn
-
-    from benchmarks import torch_conv_vae
-
-    net = torch_conv_vae.build(model)
-    calls = []
-    hooks = [m.register_forward_hook(lambda m, a, out: calls.append((m, a[0].shape, out.shape)))
-             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    net(torch_conv_vae.pixels(model, np.zeros((128, *shape), np.uint8)))
-    for h in hooks:
-        h.remove()
+    counts = torch_conv_counts[model]
     expected = 0.0
-    for m, x_shape, y_shape in calls:
-        if isinstance(m, nn.Linear):
-            macs = x_shape[0] * m.in_features * m.out_features
+    for i, layer in enumerate(counts["layers"]):
+        if layer["kind"] == "Linear":
+            macs = layer["x"][0] * layer["c_in"] * layer["c_out"]
         else:  # a convolution: taps per output pixel; a transposed one: per input pixel
-            pixels = (x_shape if isinstance(m, nn.ConvTranspose2d) else y_shape)
-            macs = pixels[0] * pixels[2] * pixels[3] * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
-        first = m is calls[0][0]
-        expected += 2 * macs * (2 if first else 3)
-    assert torch_conv_vae.step_arithmetic(model, shape) == pytest.approx(expected, rel=1e-6)
+            pixels = layer["x"] if layer["kind"] == "ConvTranspose2d" else layer["y"]
+            macs = pixels[0] * pixels[2] * pixels[3] * layer["c_in"] * layer["c_out"] * math.prod(layer["kernel"])
+        expected += 2 * macs * (2 if i == 0 else 3)
+    assert counts["flops"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_products_floor_runs_every_product_of_the_step_at_its_shapes_inside_the_loop():

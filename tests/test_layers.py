@@ -105,6 +105,7 @@ def _torch_value_and_grads(layer, x):
     return y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1), dw
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("k, stride, padding, h, w", [(3, 2, 1, 14, 14), (3, 2, 1, 7, 9), (4, 2, 1, 7, 7),
                                                       (4, 2, 1, 8, 6), (3, 1, 1, 5, 6), (5, 2, 2, 9, 8)])
 def test_conv2d_module_is_pytorchs_conv2d_with_its_gradients(k, stride, padding, h, w):
@@ -121,6 +122,7 @@ def test_conv2d_module_is_pytorchs_conv2d_with_its_gradients(k, stride, padding,
     np.testing.assert_allclose(dv["params"]["kernel"], dw_ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("k, padding, output_padding, h, w", [(4, 1, 1, 3, 3), (4, 1, 0, 3, 5), (3, 1, 1, 7, 7),
                                                               (3, 1, 0, 4, 5), (5, 2, 1, 4, 3), (3, 1, (1, 0), 4, 4)])
 def test_conv_transpose2d_module_is_pytorchs_with_its_gradients(k, padding, output_padding, h, w):

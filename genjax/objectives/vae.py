@@ -299,6 +299,12 @@ def prior_sample_means(model, params, key: jax.Array, n: int, cond: jax.Array | 
                                                        model_state=model_state), likelihood), (z, cond), chunk)
 
 
+def bernoulli_draws(key: jax.Array, means: jax.Array) -> jax.Array:
+    """Binary images x ~ Bernoulli(means), pixel by pixel: a Bernoulli decoder's samples in its own
+    pixel model (0.0 or 1.0, float32)."""
+    return (jax.random.uniform(key, means.shape) < means).astype(jnp.float32)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "likelihood"))
 def decode_means(model, params, z: jax.Array, cond: jax.Array | None = None, model_state=None,
                  likelihood: str = "bernoulli") -> jax.Array:

@@ -116,5 +116,10 @@ def prior_samples(recipe: VAE, n: int) -> np.ndarray:
     return recipe.sample(n, jax.random.split(recipe.keys()["draw"])[0])
 
 
+def scored_prior_samples(recipe: VAE, n: int) -> tuple[np.ndarray, str]:
+    """(samples, pixel model) the evaluator scores for the same draws: :meth:`VAE.scored_samples`."""
+    return recipe.scored_samples(n, jax.random.split(recipe.keys()["draw"])[0])
+
+
 __all__ = ["VARYING", "diverged_epoch", "final_metrics", "make_evaluate", "prepare_group", "prior_samples",
-           "train_many"]
+           "scored_prior_samples", "train_many"]

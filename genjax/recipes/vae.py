@@ -315,17 +315,38 @@ class VAE(Recipe):
         """Labels for ``n`` samples of a conditional VAE: the classes in turn, equally often."""
         return np.arange(n, dtype=np.int32) % self.config.num_classes
 
-    def sample(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None) -> np.ndarray:
+    @property
+    def binary_pixels(self) -> bool:
+        """A Bernoulli decoder on binarized pixels (threshold or stochastic): its samples are binary
+        images, x ~ Bernoulli(decoder mean), scored against binarized references."""
+        return self.config.likelihood == "bernoulli" and self.config.pixels in ("threshold", "stochastic")
+
+    def sample(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None, binary: bool = False) -> np.ndarray:
         """``n`` images (n, H, W, C) in [0, 1]: the decoder's mean for z ~ N(0, I) drawn from ``key``
         (an int seed or a JAX key). A conditional VAE draws image i of class ``labels[i]``
-        (default: the classes in turn)."""
-        n = inputs.as_count(n)
+        (default: the classes in turn). ``binary`` (a Bernoulli decoder): the binary images
+        x ~ Bernoulli(mean) of the same z's instead, their pixels drawn from ``fold_in(key, 1)``."""
+        if binary and self.config.likelihood != "bernoulli":
+            raise ValueError(f"binary=True: a {self.config.likelihood} decoder has no Bernoulli samples; "
+                             "leave binary=False for its means")
+        key = inputs.as_key(key, self.config.prng)
+        means = self._sample_means(inputs.as_count(n), key, labels)
+        return np.asarray(vae.bernoulli_draws(jax.random.fold_in(key, 1), means)) if binary else means
+
+    def scored_samples(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None) -> tuple[np.ndarray, str]:
+        """(samples, pixel model) to score: a binary-pixel model's Bernoulli draws with its own
+        binarization (:attr:`binary_pixels`), any other VAE's means with greyscale references."""
+        if self.binary_pixels:
+            return self.sample(n, key, labels, binary=True), self.config.pixels
+        return self.sample(n, key, labels), "float"
+
+    def _sample_means(self, n: int, key: jax.Array, labels: ArrayLike | None) -> np.ndarray:
         s = self._need_state()
         if self.conditional and labels is None:
             labels = self.sample_labels(n)
         labels = self.check_labels(np.zeros((n,)), labels)
-        means = vae.prior_sample_means(self.model, s.params, inputs.as_key(key, self.config.prng), n,
-                                       self._cond(labels), s.model_state, self.config.likelihood, self.chunk)
+        means = vae.prior_sample_means(self.model, s.params, key, n, self._cond(labels), s.model_state,
+                                       self.config.likelihood, self.chunk)
         return np.asarray(means).reshape(n, *self.image_shape)
 
     def encode(self, images: ArrayLike, labels: ArrayLike | None = None) -> np.ndarray:
@@ -349,9 +370,11 @@ class VAE(Recipe):
         return self.decode(self.encode(images, labels), labels)
 
     def write_outputs(self, out: Path, test: data.ImageSet) -> None:
-        """samples.npy (N, H, W) grey or (N, H, W, 3) colour in [0, 1], samples.png, reconstructions.png,
-        interpolation.png, elbo.png; latent_scatter.png and manifold.png for a 2-D latent. A conditional
-        VAE draws the classes in turn (sample_labels.npy)."""
+        """samples.npy (N, H, W) grey or (N, H, W, 3) colour in [0, 1]: the decoder means of N prior
+        draws (a binary-pixel model also writes samples_binary.npy, their Bernoulli draws, what the
+        evaluator scores), samples.png, reconstructions.png, interpolation.png, elbo.png;
+        latent_scatter.png and manifold.png for a 2-D latent. A conditional VAE draws the classes in
+        turn (sample_labels.npy)."""
         c, model, s = self.config, self.model, self._need_state()
         params, model_state = jax.device_get((s.params, s.model_state))
         shape = self.image_shape
@@ -367,6 +390,9 @@ class VAE(Recipe):
                                                  c.likelihood, self.chunk))
         plots.save_grid(out / "samples.png", means[:64], 8, 8, f"{c.preset}: prior samples (decoder means)")
         np.save(out / "samples.npy", means[: c.num_samples].astype(np.float32))
+        if self.binary_pixels:  # the same z's, each pixel drawn from fold_in(k_samples, 1), as sample(binary=True)
+            draws = vae.bernoulli_draws(jax.random.fold_in(k_samples, 1), jnp.asarray(means[: c.num_samples]))
+            np.save(out / "samples_binary.npy", np.asarray(draws))
         if self.conditional:
             np.save(out / "sample_labels.npy", labels[: c.num_samples])
         x_test, cond = self.eval_arrays(test)

@@ -159,8 +159,8 @@ def cli_run(args: argparse.Namespace) -> dict:
             recon_rows.append(np.full_like(originals, np.nan))
             continue
         samples = vae_sweep.prior_samples(m, config.num_samples)[..., 0]
-        if scorer is not None:
-            s = scorer.score(samples, cfg.pixels)
+        if scorer is not None:  # a binary-pixel model's Bernoulli draws of the same z's, against binarized digits
+            s = scorer.score(*vae_sweep.scored_prior_samples(m, config.num_samples))
             row.update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall")})
         recon_rows.append(m.reconstruct(test.images[:12])[..., 0])
         if r.writes_files:

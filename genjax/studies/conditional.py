@@ -28,22 +28,22 @@ def add_flags(parser: argparse.ArgumentParser, presets: dict) -> None:
 
 def score_and_draw(recipe: vae_recipe.VAE, train, test, metrics: dict, r: run.Run, scorer: scoring.Scorer | None,
                    digit: int | None) -> None:
-    """Samples of each digit in equal numbers, scored against references in the model's pixel model
-    (``class_accuracy``: the share the classifier assigns to the digit asked for), and the
-    conditional pictures: grid.png, class_interpolation.png, digit_D.png."""
+    """The samples the run saved (the classes in turn; a binary-pixel model's Bernoulli draws,
+    samples_binary.npy), scored against references in the model's pixel model (``class_accuracy``:
+    the share the classifier assigns to the digit asked for), and the conditional pictures:
+    grid.png, class_interpolation.png, digit_D.png."""
     c, classes = recipe.config, recipe.config.num_classes
-    k_samples, k_grid, k_digit = jax.random.split(recipe.keys()["draw"], 3)
-    labels = np.repeat(np.arange(classes), max(1, c.num_samples // classes)).astype(np.int32)
-    samples = recipe.sample(len(labels), k_samples, labels)[..., 0]
+    k_samples = jax.random.split(recipe.keys()["draw"])[0]  # the key of write_outputs' samples.npy
+    _, k_grid, k_digit = jax.random.split(recipe.keys()["draw"], 3)
     if scorer is not None:
-        scores, probs = scorer.with_reference(train.images, test.images).score_with_probabilities(samples, c.pixels)
+        labels = recipe.sample_labels(c.num_samples)
+        samples, pixels = recipe.scored_samples(c.num_samples, k_samples, labels)
+        scores, probs = scorer.with_reference(train.images, test.images).score_with_probabilities(samples, pixels)
         hits = probs.argmax(axis=1) == labels
         metrics.update({**scores, "class_accuracy": float(hits.mean()),
                         "class_accuracy_per_digit": [float(hits[labels == d].mean()) for d in range(classes)]})
     if not r.writes_files:
         return
-    np.save(r.out / "samples.npy", samples.astype(np.float32))
-    np.save(r.out / "sample_labels.npy", labels)
     z = np.asarray(prng.normal(k_grid, (classes, c.latent_dim)))  # column j: the same z_j for every digit
     grid = recipe.decode(np.tile(z, (classes, 1)), np.repeat(np.arange(classes), classes))
     plots.save_grid(r.out / "grid.png", grid[..., 0], classes, classes,
