@@ -6,7 +6,7 @@
 
 Writes into --out: metrics.json (last), history.csv, samples.npy (decoder means of
 prior draws; on binarized pixels also samples_binary.npy, their Bernoulli draws: the samples
-to score, `score_samples --pixels threshold`), samples.png, reconstructions.png,
+to score with `score_samples --pixels threshold`, or stochastic), samples.png, reconstructions.png,
 interpolation.png, elbo.png (+ latent_scatter.png and manifold.png for a 2-D latent),
 model.json and checkpoints/ (`genjax.load(out)` reads the model back). -ELBO and the IWAE
 bound are reported (nats per test image) only for a likelihood: a Bernoulli decoder on binary

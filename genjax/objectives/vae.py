@@ -47,6 +47,8 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from genjax import prng
 from genjax.data import UNIT_PIXEL_MODES, is_binary, to_pixels
@@ -265,7 +267,9 @@ def iwae_per_image(model, params, x: jax.Array, keys: jax.Array, k: int, chunk: 
         )(xc, kc, cc)
         return -losses.importance_weighted_bound(log_w.T), -jnp.mean(log_w, axis=1)
 
-    return map_in_chunks(one_chunk, (x, keys, cond), chunk, mesh)
+    out = map_in_chunks(one_chunk, (x, keys, cond), chunk, mesh)
+    # Replicated, so every process of a multi-host mesh can read all of it.
+    return out if mesh is None else jax.lax.with_sharding_constraint(out, NamedSharding(mesh, P()))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "k", "chunk", "mesh", "likelihood"))

@@ -34,10 +34,13 @@ def load(run_dir: str | Path) -> Recipe:
         card = json.loads(card_path.read_text())
         family = FAMILIES[card["family"]]
         config = config_from_json(family.config_class, card["config"])
+        recipe = family(config, card["image_shape"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{card_path} is not a model card this genjax can read ({e})") from None
-    recipe = family(config, card["image_shape"])
-    return recipe.restore((run_dir / card.get("checkpoints", "checkpoints")).resolve())
+    checkpoints = (run_dir / card.get("checkpoints", "checkpoints")).resolve()
+    if not checkpoints.is_dir():  # checked here: orbax would create it
+        raise ValueError(f"{run_dir} has a {MODEL_CARD} but no {checkpoints.name}/: the run never finished an epoch")
+    return recipe.restore(checkpoints)
 
 
 __all__ = ["FAMILIES", "load"]

@@ -111,15 +111,5 @@ def final_metrics(recipe: VAE, test: data.ImageSet, mesh=None) -> dict:
     return row
 
 
-def prior_samples(recipe: VAE, n: int) -> np.ndarray:
-    """The model's ``n`` prior sample means (n, H, W, C) from its own draw key (the run's samples.npy key)."""
-    return recipe.sample(n, jax.random.split(recipe.keys()["draw"])[0])
-
-
-def scored_prior_samples(recipe: VAE, n: int) -> tuple[np.ndarray, str]:
-    """(samples, pixel model) the evaluator scores for the same draws: :meth:`VAE.scored_samples`."""
-    return recipe.scored_samples(n, jax.random.split(recipe.keys()["draw"])[0])
-
-
-__all__ = ["VARYING", "diverged_epoch", "final_metrics", "make_evaluate", "prepare_group", "prior_samples",
-           "scored_prior_samples", "train_many"]
+__all__ = ["VARYING", "diverged_epoch", "final_metrics", "make_evaluate", "prepare_group",
+           "train_many"]

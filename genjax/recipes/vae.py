@@ -273,7 +273,8 @@ class VAE(Recipe):
         k = c.iwae_k if k is None else k
         key = jax.random.fold_in(self.keys()["eval"], 1) if key is None else key
         n, chunk = x.shape[0], vae.iwae_chunk_size(k, x[0].size)
-        part = chunk * max(1, -(-n // (chunk * IWAE_PARTS)))
+        rounded = chunk if mesh is None else -(-chunk // mesh.size) * mesh.size  # map_in_chunks' chunk
+        part = rounded * max(1, -(-n // (rounded * IWAE_PARTS)))
 
         def per_image(xs, ks, cs):
             return vae.iwae_per_image(self.model, s.params, xs, ks, k, chunk, mesh, cs, c.likelihood, s.model_state)
@@ -340,6 +341,28 @@ class VAE(Recipe):
             return self.sample(n, key, labels, binary=True), self.config.pixels
         return self.sample(n, key, labels), "float"
 
+    def run_samples(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The samples a run saves, from the first split of its draw key: (the decoder means of
+        max(num_samples, 64) prior draws (N, H, W, C); their Bernoulli draws for a binary-pixel model,
+        else None; the classes asked for, conditional, else None). samples.npy, samples_binary.npy and
+        sample_labels.npy hold the first ``num_samples``, the evaluator scores them
+        (:meth:`scored_run_samples`), samples.png shows the first 64 means."""
+        c = self.config
+        key = jax.random.split(self.keys()["draw"])[0]
+        n = max(c.num_samples, 64)
+        labels = self.sample_labels(n) if self.conditional else None
+        draws = self.sample(n, key, labels, binary=True) if self.binary_pixels else None
+        return self.sample(n, key, labels), draws, labels
+
+    def scored_run_samples(self) -> tuple[np.ndarray, str, np.ndarray | None]:
+        """(samples, pixel model, labels) that the evaluator scores of a run (:meth:`run_samples`, the
+        first ``num_samples``): a binary-pixel model's Bernoulli draws against binarized references,
+        any other VAE's means against greyscale ones."""
+        means, draws, labels = self.run_samples()
+        n = self.config.num_samples
+        labels = None if labels is None else labels[:n]
+        return (draws[:n], self.config.pixels, labels) if draws is not None else (means[:n], "float", labels)
+
     def _sample_means(self, n: int, key: jax.Array, labels: ArrayLike | None) -> np.ndarray:
         s = self._need_state()
         if self.conditional and labels is None:
@@ -383,16 +406,13 @@ class VAE(Recipe):
             a = np.asarray(a).reshape(-1, *shape)
             return a[..., 0] if shape[-1] == 1 else a
 
-        k_samples, k_recon = jax.random.split(self.keys()["draw"])
-        n = max(c.num_samples, 64)
-        labels = self.sample_labels(n) if self.conditional else None
-        means = as_images(vae.prior_sample_means(model, params, k_samples, n, self._cond(labels), model_state,
-                                                 c.likelihood, self.chunk))
+        k_recon = jax.random.split(self.keys()["draw"])[1]
+        means, draws, labels = self.run_samples()
+        means = as_images(means)
         plots.save_grid(out / "samples.png", means[:64], 8, 8, f"{c.preset}: prior samples (decoder means)")
         np.save(out / "samples.npy", means[: c.num_samples].astype(np.float32))
-        if self.binary_pixels:  # the same z's, each pixel drawn from fold_in(k_samples, 1), as sample(binary=True)
-            draws = vae.bernoulli_draws(jax.random.fold_in(k_samples, 1), jnp.asarray(means[: c.num_samples]))
-            np.save(out / "samples_binary.npy", np.asarray(draws))
+        if draws is not None:
+            np.save(out / "samples_binary.npy", as_images(draws)[: c.num_samples])
         if self.conditional:
             np.save(out / "sample_labels.npy", labels[: c.num_samples])
         x_test, cond = self.eval_arrays(test)

@@ -70,7 +70,7 @@ class StudyConfig:
         """The study's model configs: the preset with one field set to each value."""
         field, _ = STUDIES[self.study]
         base = dataclasses.replace(PRESETS[self.preset], epochs=self.epochs, batch_size=self.batch_size,
-                                   lr=self.lr, seed=self.seed, iwae_k=self.iwae_k)
+                                   lr=self.lr, seed=self.seed, iwae_k=self.iwae_k, num_samples=self.num_samples)
         return [dataclasses.replace(base, **{field: v}) for v in self.values]
 
 
@@ -158,10 +158,11 @@ def cli_run(args: argparse.Namespace) -> dict:
         if row["diverged_epoch"] is not None:
             recon_rows.append(np.full_like(originals, np.nan))
             continue
-        samples = vae_sweep.prior_samples(m, config.num_samples)[..., 0]
+        samples = m.run_samples()[0][..., 0]
         if scorer is not None:  # a binary-pixel model's Bernoulli draws of the same z's, against binarized digits
-            s = scorer.score(*vae_sweep.scored_prior_samples(m, config.num_samples))
-            row.update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall")})
+            s = scorer.score(*m.scored_run_samples()[:2])
+            row.update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall",
+                                          "reference_pixels")})
         recon_rows.append(m.reconstruct(test.images[:12])[..., 0])
         if r.writes_files:
             plots.save_grid(r.out / f"samples_{name}.png", samples[:64], 8, 8,

@@ -28,20 +28,18 @@ def add_flags(parser: argparse.ArgumentParser, presets: dict) -> None:
 
 def score_and_draw(recipe: vae_recipe.VAE, train, test, metrics: dict, r: run.Run, scorer: scoring.Scorer | None,
                    digit: int | None) -> None:
-    """The samples the run saved (the classes in turn; a binary-pixel model's Bernoulli draws,
-    samples_binary.npy), scored against references in the model's pixel model (``class_accuracy``:
-    the share the classifier assigns to the digit asked for), and the conditional pictures:
-    grid.png, class_interpolation.png, digit_D.png."""
+    """The samples the run saved (the classes in turn, as equally often as ``num_samples`` allows; a
+    binary-pixel model's Bernoulli draws, samples_binary.npy), scored against references in the
+    model's pixel model (``class_accuracy``: the share the classifier assigns to the digit asked
+    for), and the conditional pictures: grid.png, class_interpolation.png, digit_D.png."""
     c, classes = recipe.config, recipe.config.num_classes
-    k_samples = jax.random.split(recipe.keys()["draw"])[0]  # the key of write_outputs' samples.npy
     _, k_grid, k_digit = jax.random.split(recipe.keys()["draw"], 3)
     if scorer is not None:
-        labels = recipe.sample_labels(c.num_samples)
-        samples, pixels = recipe.scored_samples(c.num_samples, k_samples, labels)
+        samples, pixels, labels = recipe.scored_run_samples()
         scores, probs = scorer.with_reference(train.images, test.images).score_with_probabilities(samples, pixels)
         hits = probs.argmax(axis=1) == labels
-        metrics.update({**scores, "class_accuracy": float(hits.mean()),
-                        "class_accuracy_per_digit": [float(hits[labels == d].mean()) for d in range(classes)]})
+        per_digit = [float(hits[labels == d].mean()) if (labels == d).any() else None for d in range(classes)]
+        metrics.update({**scores, "class_accuracy": float(hits.mean()), "class_accuracy_per_digit": per_digit})
     if not r.writes_files:
         return
     z = np.asarray(prng.normal(k_grid, (classes, c.latent_dim)))  # column j: the same z_j for every digit

@@ -66,6 +66,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def cli_run(args: argparse.Namespace) -> int:
     """Load every run, draw ``--per-row`` samples of each and write the picture."""
+    if args.out.suffix.lower() != ".png" or args.out.is_dir():
+        raise UsageError(f"--out {args.out}: name a .png file to write, e.g. --out samples.png")
     cli.check_writable(args.out.parent)
     models = loaded(args.runs)
     rows = [(label(m), draw(m, args.per_row, args.seed, args.data_dir)) for m in models]
