@@ -101,7 +101,7 @@ def test_the_sample_strip_loads_runs_of_every_family_and_draws_their_samples(mni
                                                                 "--per-row", "4", "--seed", "5"])
     assert code == 0 and (tmp_path / "p/s.png").stat().st_size > 1000
     models = sample_strip.loaded(dirs)
-    assert [sample_strip.label(m) for m in models] == ["VAE seed002", "CVAE cvae", "AE, fitted z seed003",
+    assert [sample_strip.label(m) for m in models] == ["VAE seed002", "CVAE", "AE, fitted z seed003",
                                                        "GAN seed000"]
     for (name, original), loaded in zip(fitted.items(), models):  # what the strip draws: the trained model's samples
         drawn = sample_strip.draw(loaded, 4, 5)

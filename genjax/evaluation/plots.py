@@ -73,8 +73,7 @@ def save_grid(path: Path, images: np.ndarray, rows: int, cols: int, title: str, 
     _show(path, tile(images, rows, cols), title, size=0.8 * cols, scale=scale)
 
 
-def save_labelled_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str, scale: int = 2,
-                       label_width: int = 150) -> None:
+def save_labelled_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title: str, scale: int = 2) -> None:
     """One row of images per (label, (n, H, W[, C]) images in [0, 1]), the label at the row's left,
     the title above; pixel for pixel as :func:`save_grid` (``scale`` PNG pixels per image pixel)."""
     strips = [tile(images, 1, len(images)) for _, images in rows]
@@ -85,7 +84,12 @@ def save_labelled_rows(path: Path, rows: Sequence[tuple[str, np.ndarray]], title
     pixels = np.repeat(np.repeat(mosaic, scale, axis=0), scale, axis=1)
     fig = plt.figure(dpi=DPI)
     text = fig.text(0.5, 1.0, title, ha="center", va="top", fontsize=TITLE_POINTS)
-    band = int(np.ceil(text.get_window_extent(renderer=fig.canvas.get_renderer()).height)) + 2 * MARGIN
+    renderer = fig.canvas.get_renderer()
+    band = int(np.ceil(text.get_window_extent(renderer=renderer).height)) + 2 * MARGIN
+    label_width = 3 * MARGIN + max(int(np.ceil(fig.text(0, 0, label, fontsize=TITLE_POINTS).get_window_extent(
+        renderer=renderer).width)) for label, _ in rows)
+    for t in fig.texts[1:]:
+        t.remove()
     total_w, total_h = label_width + w * scale, h * scale + band
     fig.set_size_inches(total_w / DPI, total_h / DPI)
     text.set_y(1.0 - MARGIN / total_h)

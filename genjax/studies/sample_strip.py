@@ -31,7 +31,7 @@ def label(recipe: Recipe) -> str:
         name = "DCGAN" if c.model == "dcgan" else "GAN"
     else:
         name = "AE, fitted z"
-    return f"{name} {c.preset}"
+    return name if c.preset.lower() == name.lower() else f"{name} {c.preset}"
 
 
 def draw(recipe: Recipe, n: int, seed: int, data_dir: Path | None = None) -> np.ndarray:
