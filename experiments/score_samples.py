@@ -21,58 +21,12 @@ FID needs N >= 10,000 for a headline number.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
 
-from genjax import data
-from genjax.evaluation import classifier, evaluator
-from genjax.evaluation.scorer import Scorer
+from genjax.evaluation import score_files
 from genjax.runs import cli
 
-
-def build_parser() -> cli.Parser:
-    p = cli.Parser(prog="python -m experiments.score_samples", description=__doc__.strip())
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="samples.npy files to score")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object per file and line instead of the table (no reference rows)")
-    p.add_argument("--pixels", choices=data.UNIT_PIXEL_MODES, default="float",
-                   help="how the real MNIST references are turned into pixels: use the pixel model the "
-                        "generator was trained on (threshold for the PixelRNN and threshold-binarized VAEs, "
-                        "stochastic for VAEs trained on Bernoulli draws, float for greyscale; default float)")
-    cli.add_data_dir_flag(p)
-    classifier.add_dir_flag(p)
-    p.add_argument("--seed", type=cli.seed("--seed"), default=0, help="seed of the reference rows' draws (default 0)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    samples = [(str(f), evaluator.load_samples(f)) for f in args.files]  # every file checked before any work
-    scorer = Scorer(args.classifier_dir, data_dir=args.data_dir)
-    train, test = data.load_dataset("mnist", args.data_dir)
-    scorer = scorer.with_reference(train.images, test.images)
-    info, reference = scorer.classifier_info, scorer.reference_for(args.pixels)
-    n = min(evaluator.REFERENCE_ROWS, *(len(x) for _, x in samples))  # the floors at the sample count scored
-    rows = [] if args.json else evaluator.reference_rows(scorer.params, reference, args.seed, n)
-    for name, x in samples:
-        t0 = time.perf_counter()
-        s = scorer.score(x, args.pixels)
-        s["seconds"] = round(time.perf_counter() - t0, 2)
-        if args.json:
-            print(json.dumps({"file": name, **s}), flush=True)
-        rows.append((name, s))
-    if not args.json:
-        print(f"features: DigitCNN in {args.classifier_dir or classifier.default_dir()} (test accuracy {info['test_accuracy']:.4f}); FID, "
-              f"precision, recall (k = {reference.k}) against the {len(test)} test images; memorization ratio: "
-              f"median distance to the nearest of the {len(train)} training images over the test set's")
-        print(f"references: MNIST in pixels {data.BINARIZATION[args.pixels]} (--pixels {args.pixels})")
-        print(evaluator.format_table(rows))
-        for name, s in rows:
-            if s["note"]:
-                print(f"note: {name}: {s['note']}")
-    return 0
+parser, main = score_files.cli_script(__doc__, "python -m experiments.score_samples")
 
 
 if __name__ == "__main__":
