@@ -61,9 +61,7 @@ def score_files(args: argparse.Namespace) -> int:
 
 def cli_script(doc: str, prog: str):
     """(parser, main) of the scoring script."""
-    parser = cli.Parser(prog=prog, description=doc.strip())
-    add_flags(parser)
-    return parser, lambda argv=None: score_files(parser.parse_args(argv))
+    return cli.script(doc, prog, add_flags, score_files)
 
 
 __all__ = ["add_flags", "cli_script", "score_files"]

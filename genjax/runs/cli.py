@@ -130,3 +130,12 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
         print(f"error: out of memory ({str(e).splitlines()[0][:200]}): choose a smaller model, --batch-size or "
               "--num-samples", file=sys.stderr)
         return 2
+
+
+def script(doc: str, prog: str, add_flags: Callable, run: Callable) -> tuple[Parser, Callable]:
+    """(parser, main(argv)) of a script that is not a training run: ``doc`` its --help text,
+    ``add_flags(parser)`` its flags, ``run(args) -> exit code`` what it does with them."""
+    parser = Parser(prog=prog, description=doc.strip())
+    add_flags(parser)
+    return parser, lambda argv=None: run(parser.parse_args(argv))
+

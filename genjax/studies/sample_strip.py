@@ -79,9 +79,7 @@ def cli_run(args: argparse.Namespace) -> int:
 
 def cli_script(doc: str, prog: str):
     """(parser, main) of the sample-strip script."""
-    parser = cli.Parser(prog=prog, description=doc.strip())
-    add_flags(parser)
-    return parser, lambda argv=None: cli_run(parser.parse_args(argv))
+    return cli.script(doc, prog, add_flags, cli_run)
 
 
 __all__ = ["add_flags", "cli_run", "cli_script", "draw", "label", "loaded"]
