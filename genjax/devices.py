@@ -47,6 +47,13 @@ def shard_rows(tree, mesh: Mesh | None):
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(BATCH_AXIS)))
 
 
+def pad_rows(a: jax.Array, rows: int) -> jax.Array:
+    """``a`` with its first row repeated at the end to ``rows`` rows (a fixed shape, one compiled
+    program; the caller drops the padding's outputs)."""
+    extra = rows - a.shape[0]
+    return jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)]) if extra else a
+
+
 def map_in_chunks(fn, args, chunk: int, mesh=None):
     """``fn`` over the leading axis of the pytree ``args`` in chunks of ``chunk`` rows
     (``lax.map``: one compiled loop, bounded memory). With a ``mesh``, each chunk
@@ -56,11 +63,10 @@ def map_in_chunks(fn, args, chunk: int, mesh=None):
     chunk = min(chunk, n)
     if mesh is not None:
         chunk = -(-chunk // mesh.size) * mesh.size
-    pad = (-n) % chunk
+    padded = n + (-n) % chunk
 
     def split(a):
-        a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
-        return a.reshape(-1, chunk, *a.shape[1:])
+        return pad_rows(a, padded).reshape(-1, chunk, *a.shape[1:])
 
     out = jax.lax.map(lambda a: fn(shard_rows(a, mesh)), jax.tree_util.tree_map(split, args))
     return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
@@ -78,11 +84,7 @@ def map_in_parts(fn, args, part: int, progress: bool = False, desc: str = ""):
         for start in range(0, n, part):
             rows = min(part, n - start)
 
-            def piece(a, start=start, rows=rows):
-                a = a[start:start + rows]
-                return jnp.concatenate([a, jnp.repeat(a[:1], part - rows, axis=0)]) if rows < part else a
-
-            out = jax.device_get(fn(*jax.tree_util.tree_map(piece, args)))
+            out = jax.device_get(fn(*jax.tree_util.tree_map(lambda a, s=start: pad_rows(a[s:s + rows], part), args)))
             outs.append(jax.tree_util.tree_map(lambda o, rows=rows: np.asarray(o)[:rows], out))
             bar.update(rows)
     return jax.tree_util.tree_map(lambda *o: np.concatenate(o), *outs)

@@ -332,7 +332,12 @@ class VAE(Recipe):
                              "leave binary=False for its means")
         key = inputs.as_key(key, self.config.prng)
         means = self._sample_means(inputs.as_count(n), key, labels)
-        return np.asarray(vae.bernoulli_draws(jax.random.fold_in(key, 1), means)) if binary else means
+        return self._bernoulli(key, means) if binary else means
+
+    @staticmethod
+    def _bernoulli(key: jax.Array, means: np.ndarray) -> np.ndarray:
+        """The binary images of :meth:`sample` ``(binary=True)`` for the means it drew from ``key``."""
+        return np.asarray(vae.bernoulli_draws(jax.random.fold_in(key, 1), means))
 
     def scored_samples(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None) -> tuple[np.ndarray, str]:
         """(samples, pixel model) to score: a binary-pixel model's Bernoulli draws with its own
@@ -351,8 +356,8 @@ class VAE(Recipe):
         key = jax.random.split(self.keys()["draw"])[0]
         n = max(c.num_samples, 64)
         labels = self.sample_labels(n) if self.conditional else None
-        draws = self.sample(n, key, labels, binary=True) if self.binary_pixels else None
-        return self.sample(n, key, labels), draws, labels
+        means = self.sample(n, key, labels)  # decoded once; the draws are sample(binary=True)'s
+        return means, (self._bernoulli(key, means) if self.binary_pixels else None), labels
 
     def scored_run_samples(self) -> tuple[np.ndarray, str, np.ndarray | None]:
         """(samples, pixel model, labels) that the evaluator scores of a run (:meth:`run_samples`, the
