@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import custom_batching
 
 # Key implementations whose own vmap rule already gives each key its own stream.
@@ -44,14 +45,46 @@ def per_key(draw: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax
     return f
 
 
+def bits(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+    """Random uint32 words: ``jax.random.bits(key, shape, jnp.uint32)``, vmap-faithful."""
+    return per_key(lambda k: jax.random.bits(k, tuple(shape), jnp.uint32))(key)
+
+
+def _unit_floats(words: jax.Array) -> jax.Array:
+    """float32 in [0, 1) from uint32 words, as ``jax.random.uniform`` makes them: the top 23 bits as
+    the mantissa of a number in [1, 2), minus 1."""
+    mantissa = jax.lax.shift_right_logical(words, jnp.uint32(32 - 23)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
+
+
+def _uniform_from(words: jax.Array, low, high) -> jax.Array:
+    low, high = jnp.float32(low), jnp.float32(high)
+    return jax.lax.max(low, _unit_floats(words) * (high - low) + low)
+
+
+_NORMAL_LOW = np.nextafter(np.float32(-1.0), np.float32(0.0))  # jax.random.normal's open interval (-1, 1)
+
+
 def normal(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
-    """Standard normal draws: ``jax.random.normal(key, shape, dtype)``, vmap-faithful."""
-    return per_key(lambda k: jax.random.normal(k, tuple(shape), dtype))(key)
+    r"""Standard normal draws: ``jax.random.normal(key, shape, dtype)``, vmap-faithful.
+
+    In float32, \sqrt 2 \operatorname{erf}^{-1}(u) of u uniform on (-1, 1) made from :func:`bits`
+    exactly as ``jax.random.normal`` makes them (the same values, bit for bit, tested): under vmap
+    over ``rbg`` keys only the words are drawn key by key (:func:`per_key`'s ``lax.map``), and the
+    transform runs once over the whole batch, vectorized (the IWAE's K = 1000 latents per image
+    draw 1.6x faster than with the whole draw inside the loop)."""
+    if jnp.dtype(dtype) != jnp.float32:
+        return per_key(lambda k: jax.random.normal(k, tuple(shape), dtype))(key)
+    u = _uniform_from(bits(key, shape), _NORMAL_LOW, 1.0)
+    return jnp.float32(np.sqrt(2.0)) * jax.lax.erf_inv(u)
 
 
 def uniform(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
-    """U[0, 1) draws: ``jax.random.uniform(key, shape, dtype)``, vmap-faithful."""
-    return per_key(lambda k: jax.random.uniform(k, tuple(shape), dtype))(key)
+    """U[0, 1) draws: ``jax.random.uniform(key, shape, dtype)``, vmap-faithful (float32: from
+    :func:`bits`, the transform outside any per-key loop, as :func:`normal`)."""
+    if jnp.dtype(dtype) != jnp.float32:
+        return per_key(lambda k: jax.random.uniform(k, tuple(shape), dtype))(key)
+    return _uniform_from(bits(key, shape), 0.0, 1.0)
 
 
 def bernoulli(key: jax.Array, p: jax.Array) -> jax.Array:

@@ -21,6 +21,7 @@ DRAWS = {
     "uniform": lambda k: prng.uniform(k, (7,)),
     "bernoulli": lambda k: prng.bernoulli(k, jnp.full((6,), 0.4)),
     "permutation": lambda k: prng.permutation(k, 20),
+    "bits": lambda k: prng.bits(k, (4, 3)),
 }
 
 
@@ -54,6 +55,13 @@ def test_draws_pass_through_grad_and_match_jax_random(impl):
     np.testing.assert_array_equal(prng.uniform(k, (5,)), jax.random.uniform(k, (5,)))
     np.testing.assert_array_equal(prng.bernoulli(k, jnp.full((5,), 0.3)), jax.random.bernoulli(k, 0.3, (5,)))
     np.testing.assert_array_equal(prng.permutation(k, 9), jax.random.permutation(k, 9))
+    # normal and uniform are made from the words here (the transform outside the per-key loop): bit for
+    # bit jax.random's, over many draws (the tails of erf^-1 included), and jax.random's in float64.
+    for shape in [(1000, 20), (7, 3, 5)]:
+        np.testing.assert_array_equal(prng.normal(k, shape), jax.random.normal(k, shape))
+        np.testing.assert_array_equal(prng.uniform(k, shape), jax.random.uniform(k, shape))
+    np.testing.assert_array_equal(prng.bits(k, (6,)), jax.random.bits(k, (6,), jnp.uint32))
+    np.testing.assert_array_equal(prng.normal(k, (4,), jnp.bfloat16), jax.random.normal(k, (4,), jnp.bfloat16))
 
 
 EVAL_SCRIPT = """

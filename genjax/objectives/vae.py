@@ -236,13 +236,26 @@ def evaluate(model, params, x: jax.Array, key: jax.Array, likelihood: str, chunk
 def log_importance_weights(model, params, x: jax.Array, key: jax.Array, k: int, cond=None,
                            likelihood: str = "bernoulli", model_state=None) -> jax.Array:
     r"""\log w_k = \log p(x|z_k) + \log p(z_k) - \log q(z_k|x) for a batch ``x`` (B, H, W, C): shape (K, B).
-    ``likelihood``: ``bernoulli`` (binary x) or ``discretized_logistic`` (signed 8-bit x)."""
+    ``likelihood``: ``bernoulli`` (binary x) or ``discretized_logistic`` (signed 8-bit x).
+
+    ``key``: one key for the batch (the K x B x D noise drawn at once), or one key per image (B,),
+    image i's K latents from ``normal(key[i], (K, D))`` alone, so a batch's values do not depend on
+    how the images were batched (what :func:`iwae_per_image` uses). Either way the whole batch is
+    encoded and its B K latents decoded together."""
     mean, log_var = _apply(model, params, x, cond=cond, method="encode", model_state=model_state)
-    z = gaussian.reparameterize(key, mean, log_var, num_samples=k)  # (K, B, D)
-    logits = _apply(model, params, z, cond=cond, method="decode", model_state=model_state)  # (K, B, ...)
-    log_px_z = -reconstruction_loss(logits.reshape(*z.shape[:-1], -1), x.reshape(x.shape[0], -1), likelihood,
-                                    log_scale_of(params))
-    return log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mean, log_var)
+    n = x.shape[0]
+    if key.ndim == 0:  # (K, B, D)
+        z = gaussian.reparameterize(key, mean, log_var, num_samples=k)
+        x_flat, cond_z = x.reshape(n, -1), cond
+    else:  # image-major, (B, K, D)
+        eps = jax.vmap(lambda ki: prng.normal(ki, (k, mean.shape[-1]), mean.dtype))(key)
+        z = mean[:, None] + jnp.exp(0.5 * log_var)[:, None] * eps
+        x_flat, cond_z = x.reshape(n, 1, -1), None if cond is None else cond[:, None]
+        mean, log_var = mean[:, None], log_var[:, None]
+    logits = _apply(model, params, z, cond=cond_z, method="decode", model_state=model_state)
+    log_px_z = -reconstruction_loss(logits.reshape(*z.shape[:-1], -1), x_flat, likelihood, log_scale_of(params))
+    log_w = log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mean, log_var)
+    return log_w if key.ndim == 0 else log_w.T
 
 
 def iwae_chunk_size(k: int, num_pixels: int, budget: int = 1 << 22) -> int:
@@ -262,10 +275,8 @@ def iwae_per_image(model, params, x: jax.Array, keys: jax.Array, k: int, chunk: 
 
     def one_chunk(args):
         xc, kc, cc = args
-        log_w = jax.vmap(lambda xi, ki, ci: log_importance_weights(
-            model, params, xi[None], ki, k, None if ci is None else ci[None], likelihood, model_state)[:, 0]
-        )(xc, kc, cc)
-        return -losses.importance_weighted_bound(log_w.T), -jnp.mean(log_w, axis=1)
+        log_w = log_importance_weights(model, params, xc, kc, k, cc, likelihood, model_state)  # (K, chunk)
+        return -losses.importance_weighted_bound(log_w), -jnp.mean(log_w, axis=0)
 
     out = map_in_chunks(one_chunk, (x, keys, cond), chunk, mesh)
     # Replicated, so every process of a multi-host mesh can read all of it.
