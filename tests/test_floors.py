@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks.floors import iwae_floor, products_floor, step_products, vae_epoch_floor
+from benchmarks.floors import iwae_elementwise, iwae_floor, products_floor, step_products, vae_epoch_floor
 from benchmarks.flops import jaxpr_flops, step_flops
 from conftest import in_fresh_process
 from genjax.models.mlp_vae import VAE
@@ -43,6 +43,27 @@ def test_iwae_floor_does_the_evaluations_matmul_work():
     jaxpr = jax.make_jaxpr(lambda p, x: vae.iwae_nll(model, p, x, jax.random.key(2), k, chunk))(params, x).jaxpr
     _, _, floor_flops = iwae_floor(config.hidden, config.latent_dim, images, k, chunk)
     assert floor_flops == pytest.approx(jaxpr_flops(jaxpr), rel=1e-12)
+
+
+def test_iwae_elementwise_work_is_every_logits_likelihood_and_every_images_own_noise():
+    """The IWAE's elementwise side: per chunk, the Bernoulli log-likelihood of all chunk x K x pixels
+    logits (checked in float64) and each image's K x D normals from its own key (jax.random's draws
+    key by key, not the rbg vmap rule's one draw for the batch)."""
+    images, k, chunk, latent, pixels = 7, 4, 3, 2, 10
+    fn, (xs, keys, scales) = iwae_elementwise(latent, images, k, chunk, pixels, likelihood=True, noise=False)
+    got = np.asarray(fn(xs, keys, scales), np.float64)
+    logits = np.asarray(3.0 * jax.random.normal(jax.random.split(jax.random.key(0), 3)[0], (chunk, k, pixels)),
+                        np.float64)
+    assert got.shape == (3,)  # ceil(7 / 3) chunks
+    for c in range(3):
+        lg, x = float(scales[c]) * logits, np.asarray(xs[c], np.float64)
+        want = np.sum(x * lg - np.logaddexp(0.0, lg))
+        assert got[c] == pytest.approx(want, rel=1e-5)
+    fn, args = iwae_elementwise(latent, images, k, chunk, pixels, likelihood=False, noise=True)
+    got = np.asarray(fn(*args), np.float64)
+    for c in range(3):
+        want = sum(float(jnp.sum(jax.random.normal(key, (k, latent)))) for key in args[1][c])
+        assert got[c] == pytest.approx(want, rel=1e-5, abs=1e-5)
 
 
 def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
