@@ -10,8 +10,10 @@ count, and K vmapped models would not each get their own noise.
 Every function here is ``draw(key) -> array`` with a custom batching rule: under
 ``vmap`` over keys, each key gets exactly what it gets alone (a ``lax.map`` over
 the keys for ``rbg``; threefry's own vmap, which already has that property, for
-threefry). Unbatched, it is the plain ``jax.random`` call, at no extra cost.
-Library code draws all of its randomness through this module.
+threefry). Unbatched, it gives the plain ``jax.random`` call's values, at no extra cost.
+``normal`` and ``uniform`` (float32) are ``jax.random``'s transform of :func:`bits`, so
+under vmap over ``rbg`` keys only the words are drawn key by key and the transform
+runs once over the batch. Library code draws all of its randomness through this module.
 """
 
 from __future__ import annotations
