@@ -126,7 +126,7 @@ def iwae_elementwise(latent: int, images: int, k: int, chunk: int, pixels: int =
     from genjax.objectives.vae import reconstruction_loss
 
     num_chunks = -(-images // chunk)
-    key_l, key_x, key_n = jax.random.split(jax.random.key(0), 3)
+    key_l, key_x = jax.random.split(jax.random.key(0))
     logits = 3.0 * jax.random.normal(key_l, (chunk, k, pixels))
     xs = (jax.random.uniform(key_x, (num_chunks, chunk, 1, pixels)) > 0.5).astype(jnp.float32)
     keys = jax.random.split(jax.random.key(1, impl="rbg"), (num_chunks, chunk))

@@ -54,15 +54,19 @@ def pad_rows(a: jax.Array, rows: int) -> jax.Array:
     return jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)]) if extra else a
 
 
+def mesh_chunk(chunk: int, mesh: Mesh | None) -> int:
+    """``chunk`` rounded up to a multiple of the ``mesh``'s device count (each device an equal
+    share of every chunk); ``chunk`` itself without a mesh."""
+    return chunk if mesh is None else -(-chunk // mesh.size) * mesh.size
+
+
 def map_in_chunks(fn, args, chunk: int, mesh=None):
     """``fn`` over the leading axis of the pytree ``args`` in chunks of ``chunk`` rows
     (``lax.map``: one compiled loop, bounded memory). With a ``mesh``, each chunk
     is split over its devices (the chunk is rounded up to a multiple of their
     number). Rows padded to fill the last chunk are dropped from the output."""
     n = jax.tree_util.tree_leaves(args)[0].shape[0]
-    chunk = min(chunk, n)
-    if mesh is not None:
-        chunk = -(-chunk // mesh.size) * mesh.size
+    chunk = mesh_chunk(min(chunk, n), mesh)
     padded = n + (-n) % chunk
 
     def split(a):

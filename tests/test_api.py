@@ -127,6 +127,8 @@ def test_a_binary_pixel_vae_is_scored_by_its_bernoulli_draws(mnist):
         assert x[in_bin].mean() == pytest.approx(p[in_bin].mean(), abs=0.01)
     samples, pixels = binary.scored_samples(500, 3)
     assert pixels == "threshold" and np.array_equal(samples, draws)
+    samples, pixels = binary.scored_from(means, 3)  # the means already drawn: the same draws, not decoded again
+    assert pixels == "threshold" and np.array_equal(samples, draws)
     samples, pixels = grey.scored_samples(500, 3)
     assert pixels == "float" and np.array_equal(samples, grey.sample(500, 3))
     with pytest.raises(ValueError, match="binary"):

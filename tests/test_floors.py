@@ -52,7 +52,7 @@ def test_iwae_elementwise_work_is_every_logits_likelihood_and_every_images_own_n
     images, k, chunk, latent, pixels = 7, 4, 3, 2, 10
     fn, (xs, keys, scales) = iwae_elementwise(latent, images, k, chunk, pixels, likelihood=True, noise=False)
     got = np.asarray(fn(xs, keys, scales), np.float64)
-    logits = np.asarray(3.0 * jax.random.normal(jax.random.split(jax.random.key(0), 3)[0], (chunk, k, pixels)),
+    logits = np.asarray(3.0 * jax.random.normal(jax.random.split(jax.random.key(0))[0], (chunk, k, pixels)),
                         np.float64)
     assert got.shape == (3,)  # ceil(7 / 3) chunks
     for c in range(3):

@@ -317,7 +317,7 @@ def prior_sample_means(model, params, key: jax.Array, n: int, cond: jax.Array | 
 def bernoulli_draws(key: jax.Array, means: jax.Array) -> jax.Array:
     """Binary images x ~ Bernoulli(means), pixel by pixel: a Bernoulli decoder's samples in its own
     pixel model (0.0 or 1.0, float32)."""
-    return (jax.random.uniform(key, means.shape) < means).astype(jnp.float32)
+    return prng.bernoulli(key, means).astype(jnp.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "likelihood"))

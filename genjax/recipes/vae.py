@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike
 from genjax import data
 from genjax.data import inputs
 from genjax.data.inputs import KeyLike
-from genjax.devices import data_mesh, map_in_parts, replicate
+from genjax.devices import data_mesh, map_in_parts, mesh_chunk, replicate
 from genjax.errors import UsageError
 from genjax.evaluation import plots
 from genjax.models import mlp_vae
@@ -273,7 +273,7 @@ class VAE(Recipe):
         k = c.iwae_k if k is None else k
         key = jax.random.fold_in(self.keys()["eval"], 1) if key is None else key
         n, chunk = x.shape[0], vae.iwae_chunk_size(k, x[0].size)
-        rounded = chunk if mesh is None else -(-chunk // mesh.size) * mesh.size  # map_in_chunks' chunk
+        rounded = mesh_chunk(chunk, mesh)  # map_in_chunks' chunk
         part = rounded * max(1, -(-n // (rounded * IWAE_PARTS)))
 
         def per_image(xs, ks, cs):
@@ -320,7 +320,7 @@ class VAE(Recipe):
     def binary_pixels(self) -> bool:
         """A Bernoulli decoder on binarized pixels (threshold or stochastic): its samples are binary
         images, x ~ Bernoulli(decoder mean), scored against binarized references."""
-        return self.config.likelihood == "bernoulli" and self.config.pixels in ("threshold", "stochastic")
+        return self.config.likelihood == "bernoulli" and data.is_binary(self.config.pixels)
 
     def sample(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None, binary: bool = False) -> np.ndarray:
         """``n`` images (n, H, W, C) in [0, 1]: the decoder's mean for z ~ N(0, I) drawn from ``key``
@@ -341,10 +341,16 @@ class VAE(Recipe):
 
     def scored_samples(self, n: int, key: KeyLike = 0, labels: ArrayLike | None = None) -> tuple[np.ndarray, str]:
         """(samples, pixel model) to score: a binary-pixel model's Bernoulli draws with its own
-        binarization (:attr:`binary_pixels`), any other VAE's means with greyscale references."""
+        binarization (:attr:`binary_pixels`), any other VAE's means with greyscale references
+        (:meth:`scored_from` of ``sample(n, key, labels)``)."""
+        return self.scored_from(self.sample(n, key, labels), key)
+
+    def scored_from(self, means: np.ndarray, key: KeyLike = 0) -> tuple[np.ndarray, str]:
+        """:meth:`scored_samples` for the ``means`` that ``sample(n, key, ...)`` returned, without
+        decoding them again: a binary-pixel model's draws are ``sample(n, key, ..., binary=True)``'s."""
         if self.binary_pixels:
-            return self.sample(n, key, labels, binary=True), self.config.pixels
-        return self.sample(n, key, labels), "float"
+            return self._bernoulli(inputs.as_key(key, self.config.prng), means), self.config.pixels
+        return means, "float"
 
     def run_samples(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The samples a run saves, from the first split of its draw key: (the decoder means of
@@ -359,11 +365,12 @@ class VAE(Recipe):
         means = self.sample(n, key, labels)  # decoded once; the draws are sample(binary=True)'s
         return means, (self._bernoulli(key, means) if self.binary_pixels else None), labels
 
-    def scored_run_samples(self) -> tuple[np.ndarray, str, np.ndarray | None]:
+    def scored_run_samples(self, samples: tuple | None = None) -> tuple[np.ndarray, str, np.ndarray | None]:
         """(samples, pixel model, labels) that the evaluator scores of a run (:meth:`run_samples`, the
         first ``num_samples``): a binary-pixel model's Bernoulli draws against binarized references,
-        any other VAE's means against greyscale ones."""
-        means, draws, labels = self.run_samples()
+        any other VAE's means against greyscale ones. ``samples``: :meth:`run_samples`' result where
+        the caller has it already (not decoded again)."""
+        means, draws, labels = self.run_samples() if samples is None else samples
         n = self.config.num_samples
         labels = None if labels is None else labels[:n]
         return (draws[:n], self.config.pixels, labels) if draws is not None else (means[:n], "float", labels)

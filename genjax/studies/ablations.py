@@ -158,9 +158,10 @@ def cli_run(args: argparse.Namespace) -> dict:
         if row["diverged_epoch"] is not None:
             recon_rows.append(np.full_like(originals, np.nan))
             continue
-        samples = m.run_samples()[0][..., 0]
+        drawn = m.run_samples()
+        samples = drawn[0][..., 0]
         if scorer is not None:  # a binary-pixel model's Bernoulli draws of the same z's, against binarized digits
-            s = scorer.score(*m.scored_run_samples()[:2])
+            s = scorer.score(*m.scored_run_samples(drawn)[:2])
             row.update({k: s[k] for k in ("fid", "class_entropy", "classifier_score", "precision", "recall",
                                           "reference_pixels")})
         recon_rows.append(m.reconstruct(test.images[:12])[..., 0])

@@ -100,7 +100,7 @@ def cli_run(args: argparse.Namespace) -> dict:
         scorer = scorer.with_reference(train.images, test.images)
     # The AE's decodes are greyscale whatever it trained on; the VAE's samples in its own pixel model
     # (a binary-pixel VAE's Bernoulli draws of the same z's).
-    vae_scored, vae_pixels = vae.scored_samples(n, k_vae)
+    vae_scored, vae_pixels = vae.scored_from(samples["vae_prior"], k_vae)
     scored = {"ae_prior": (samples["ae_prior"], "float"), "ae_fitted": (samples["ae_fitted"], "float"),
               "vae_prior": (vae_scored, vae_pixels)}
     scores = {name: scorer.score(*scored[name]) for name in samples} if scorer else {}
