@@ -17,8 +17,18 @@ from genjax.models import layers
 from genjax.models.conv_ae import ConvAutoencoder, FullyConvAutoencoder
 from genjax.models.conv_vae import SEED_ARCHITECTURES, ConvVAE
 from genjax.models.dcgan import DCDiscriminator, DCGenerator
-from genjax.models.layers import (Conv2d, ConvTranspose2d, DownConv, UpConv, conv2d, conv_transpose2d, dense_dot_general,
-                                  kernel_path, matmul, use_kernels)
+from genjax.models.layers import (
+    Conv2d,
+    ConvTranspose2d,
+    DownConv,
+    UpConv,
+    conv2d,
+    conv_transpose2d,
+    dense_dot_general,
+    kernel_path,
+    matmul,
+    use_kernels,
+)
 
 
 def _lax_conv(x, kernel, padding):
@@ -55,9 +65,15 @@ def _transposed_by_definition(x, w, padding, output_padding):
     return full[:, padding:padding + ho, padding:padding + wo]
 
 
-@pytest.mark.parametrize("layer, output_padding, shape", [
+TRANSPOSED_CASES = [  # kernels 3-5, paddings 0-2, odd sizes, narrow and wide channels
     (UpConv(4), (0, 0), (2, 5, 6, 3)), (ConvTranspose2d(4, 4, 1, 1), (1, 1), (2, 3, 3, 3)),
-    (ConvTranspose2d(4, 3, 1, (1, 0)), (1, 0), (2, 4, 5, 3)), (ConvTranspose2d(1, 5, 2, 1), (1, 1), (2, 4, 3, 2))])
+    (ConvTranspose2d(4, 3, 1, (1, 0)), (1, 0), (2, 4, 5, 3)), (ConvTranspose2d(1, 5, 2, 1), (1, 1), (2, 4, 3, 2)),
+    (UpConv(9), (0, 0), (2, 5, 6, 16)), (ConvTranspose2d(8, 3, 1, 1), (1, 1), (2, 4, 3, 5)),
+    (ConvTranspose2d(10, 5, 2, (0, 1)), (0, 1), (2, 3, 4, 6)), (ConvTranspose2d(8, 4, 1, 0), (0, 0), (2, 3, 5, 72)),
+    (ConvTranspose2d(9, 3, 0, 1), (1, 1), (2, 4, 3, 65))]
+
+
+@pytest.mark.parametrize("layer, output_padding, shape", TRANSPOSED_CASES)
 def test_conv_transpose2d_is_the_scatter_definition_with_its_gradients(layer, output_padding, shape):
     """The matmul-to-all-taps and overlap-add form against the definition, value and both gradients."""
     layer = layer.clone(kernels="cpu")
@@ -373,16 +389,17 @@ def _traced(kernels: str):
     return out
 
 
-HAND_WRITTEN = {"Conv2d stride 1": "_conv2d_bwd", "Conv2d stride 2": "_conv2d_bwd", "conv2d": "_conv2d_bwd",
-                "ConvTranspose2d": "_conv_transpose2d_bwd", "conv_transpose2d": "_conv_transpose2d_bwd",
-                "dense": "_matmul_bwd", "matmul": "_matmul_bwd"}
+HAND_WRITTEN = {  # a layer's bias adds through add_bias, whose gradient is channel_sum's
+    "Conv2d stride 1": ["_conv2d_bwd", "_add_bias_bwd"], "Conv2d stride 2": ["_conv2d_bwd", "_add_bias_bwd"],
+    "conv2d": ["_conv2d_bwd"], "ConvTranspose2d": ["_conv_transpose2d_bwd", "_add_bias_bwd"],
+    "conv_transpose2d": ["_conv_transpose2d_bwd"], "dense": ["_matmul_bwd"], "matmul": ["_matmul_bwd"]}
 
 
 def _assert_cpu_forms(traced: dict):
     for name, jaxpr in traced.items():
         eqns = _equations(jaxpr)
         vjps = [e for e in eqns if e.primitive.name == "custom_vjp_call"]
-        assert [e.params["bwd"].__name__ for e in vjps] == [HAND_WRITTEN[name]], name
+        assert [e.params["bwd"].__name__ for e in vjps] == HAND_WRITTEN[name], name
         assert not any(e.primitive.name == "conv_general_dilated" for e in eqns), name  # convolutions only inside it
 
 

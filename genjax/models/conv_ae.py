@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 
 from genjax.models.layers import Conv2d, ConvTranspose2d, conv_output_size, dense, transposed_output_padding
-from genjax.models.layers import batch_norm_mask, torch_batch_norm
+from genjax.models.norms import torch_batch_norm
 
 
 def feature_map_sizes(image_shape: Sequence[int], depth: int, kernel_size: int, padding: int) -> list[tuple[int, int]]:
@@ -40,7 +40,7 @@ def feature_map_sizes(image_shape: Sequence[int], depth: int, kernel_size: int, 
 
 def _norm_relu(h: jax.Array, batch_norm: bool, name: str, train: bool, mask: jax.Array | None) -> jax.Array:
     if batch_norm:
-        h = torch_batch_norm(name)(h, use_running_average=not train, mask=batch_norm_mask(mask, h, train))
+        h = torch_batch_norm(name)(h, use_running_average=not train, mask=mask)
     return nn.relu(h)
 
 

@@ -13,7 +13,7 @@ normalized.
 
 D's normalization ``norm``:
 - ``"batch"`` (the preset, as the paper): BatchNorm over the batch D judges, with its batch
-  statistics always (:class:`~genjax.models.layers.BatchStatsNorm`): D is only ever applied
+  statistics always (:class:`~genjax.models.norms.BatchStatsNorm`): D is only ever applied
   to batches (real and generated ones separately, as PyTorch's DCGAN loop does; 1,000-image
   chunks in evaluation), so it keeps no running averages and the train state carries none;
 - ``"layer"``: a LayerNorm over each position's channels, (h - mean_c h) / sqrt(var_c h +
@@ -32,7 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.models.layers import BatchStatsNorm, DownConv, UpConv, dense_dot_general
+from genjax.models.layers import DownConv, UpConv, dense_dot_general
+from genjax.models.norms import BatchNorm, BatchStatsNorm
 
 WEIGHT_INIT = nn.initializers.normal(0.02)
 DISCRIMINATOR_NORMS = ("batch", "layer", "none")
@@ -60,9 +61,7 @@ class DCGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         def norm(h):
-            m = None if mask is None or not train else mask.reshape(-1, *([1] * (h.ndim - 1))) > 0
-            return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                        scale_init=_scale_init)(h, mask=m))
+            return nn.relu(BatchNorm(momentum=0.9, epsilon=1e-5, scale_init=_scale_init)(h, not train, mask))
 
         h = z
         if self.hidden:
