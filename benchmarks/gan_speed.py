@@ -212,7 +212,7 @@ def main() -> None:
     # dcgan: PyTorch in both memory formats over the same timed steps, its faster as the baseline; then genjax.
     subset = images[:BATCH * args.dcgan_steps]
     dc = GAN_PRESETS["dcgan"]
-    shape = {"width": dc.width, "d_norm": dc.d_norm, "hidden": dc.fc_hidden, "threads": args.torch_threads}
+    shape = {"width": dc.hidden, "d_norm": dc.d_norm, "hidden": dc.fc_hidden, "threads": args.torch_threads}
     both = {cl: torch_gan.dcgan_step_seconds(images, args.dcgan_steps, warmup=3, channels_last=cl, **shape)
             for cl in (False, True)}
     per_step = {cl: r["seconds_per_step"] for cl, r in both.items()}
