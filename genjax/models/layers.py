@@ -7,13 +7,16 @@ biases of a linear layer U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
 **Kernels.** One switch, :func:`kernel_path`, decides how :class:`Conv2d`, :class:`ConvTranspose2d`
 (and so :class:`DownConv`, :class:`UpConv`), :func:`dense_dot_general` and the functions
-:func:`conv2d`, :func:`conv_transpose2d`, :func:`matmul` compute, from their ``kernels`` argument:
+:func:`conv2d`, :func:`conv_transpose2d`, :func:`matmul`, :func:`channel_sum` and :func:`add_bias`
+(the layers' biases; BatchNorm's sums in :mod:`genjax.models.norms`) compute, from their ``kernels``
+argument:
 
 - ``"cpu"``: forms tuned for XLA:CPU. A stride-2 ``Conv2d`` is a stride-1 convolution over 2x2
   space-to-depth blocks; a transposed convolution is one matmul to all k^2 taps and an
   overlap-add; the gradients are written by hand (convolution kernels' as im2col matmuls,
   which stay fast inside ``lax.scan``; a dense layer's input gradient as dy W^T with W^T
-  written out first).
+  written out first; a sum over batch and positions per channel, such as a bias gradient, as
+  a matrix-vector product, not a reduction that XLA:CPU would run as a slow reduce-window).
 - ``"native"``: XLA's own operations and autodiff's gradients, what cuDNN and the TPU's
   convolution units are built for: ``lax.conv_general_dilated`` at the layer's stride (a
   transposed convolution as the 2x lhs-dilated convolution with the spatially flipped kernel,
