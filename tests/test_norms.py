@@ -16,7 +16,7 @@ import pytest
 
 from genjax.devices import data_mesh
 from genjax.models.conv_vae import SEED_ARCHITECTURES, ConvVAE
-from genjax.models.layers import add_bias, channel_sum
+from genjax.models.layers import add_bias, channel_sum, use_kernels
 from genjax.models.norms import BatchNorm, BatchStatsNorm, batch_norm
 from genjax.training.step import fast_compiler_options
 
@@ -151,8 +151,6 @@ def test_the_cpu_step_of_a_batchnorm_conv_vae_compiles_without_reduce_windows():
     variables = model.init(jax.random.key(0), x, jax.random.key(1))
 
     def hlo(kernels):
-        from genjax.models.layers import use_kernels
-
         def loss(params):
             with use_kernels(kernels):
                 out, _ = model.apply({**variables, "params": params}, x, jax.random.key(2), train=True,

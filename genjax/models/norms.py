@@ -55,10 +55,16 @@ def _normalized(x, mean, var, scale, bias, epsilon):
     return (x - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
 
 
-def _batch_norm_native(x, scale, bias, w, epsilon):
+def _statistics(x, w, kernels):
+    """(\mu, \sigma^2, n) of the module docstring, the sums on the ``kernels`` path."""
     n = _count(x, w)
-    mean = channel_sum(x, w, "native") / n
-    var = jnp.maximum(0.0, channel_sum(x * x, w, "native") / n - mean * mean)
+    mean = channel_sum(x, w, kernels) / n
+    var = jnp.maximum(0.0, channel_sum(x * x, w, kernels) / n - mean * mean)
+    return mean, var, n
+
+
+def _batch_norm_native(x, scale, bias, w, epsilon):
+    mean, var, _ = _statistics(x, w, "native")
     return _normalized(x, mean, var, scale, bias, epsilon), mean, var
 
 
@@ -68,9 +74,7 @@ def _batch_norm_cpu(x, scale, bias, w, epsilon):
 
 
 def _batch_norm_cpu_fwd(x, scale, bias, w, epsilon):
-    n = _count(x, w)
-    mean = channel_sum(x, w, "cpu") / n
-    var = jnp.maximum(0.0, channel_sum(x * x, w, "cpu") / n - mean * mean)
+    mean, var, n = _statistics(x, w, "cpu")
     return (_normalized(x, mean, var, scale, bias, epsilon), mean, var), (x, scale, w, mean, var, n)
 
 
