@@ -88,7 +88,7 @@ def learning_rate(config: ClassifierConfig, steps_per_epoch: int) -> optax.Sched
 
 def init_params(seed: int = 0) -> dict:
     """Fresh DigitCNN parameters (also the template :func:`load` deserializes into)."""
-    return DigitCNN().init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))["params"]
+    return jax.jit(DigitCNN().init)(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))["params"]
 
 
 def train(config: ClassifierConfig, train_set: data.ImageSet, test_set: data.ImageSet,
@@ -98,7 +98,7 @@ def train(config: ClassifierConfig, train_set: data.ImageSet, test_set: data.Ima
     model = DigitCNN()
     key = jax.random.key(config.seed, impl=config.prng)
     init_key, state_key, run_key = jax.random.split(key, 3)
-    params = model.init(init_key, jnp.zeros((1, 28, 28, 1)))["params"]
+    params = jax.jit(model.init)(init_key, jnp.zeros((1, 28, 28, 1)))["params"]
     tx = optax.adam(learning_rate(config, num_batches(len(train_set), config.batch_size)))
     state = replicate(TrainState.create(params, tx, state_key), mesh)
     epoch_fn = make_epoch(make_train_step(cross_entropy_loss(model), tx), config.batch_size, mesh,

@@ -58,7 +58,7 @@ class PixelRNN(Recipe):
 
     def init_state(self) -> TrainState:
         keys = self.keys()
-        params = self.model.init(keys["init"], jnp.zeros((1, self.num_pixels), jnp.float32))["params"]
+        params = jax.jit(self.model.init)(keys["init"], jnp.zeros((1, self.num_pixels), jnp.float32))["params"]
         return TrainState.create(params, make_optimizer(self.config.optimizer, self.config.lr), keys["state"])
 
     def train_step(self, steps_per_epoch: int):
