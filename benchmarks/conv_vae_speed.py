@@ -3,6 +3,7 @@
     pip install torch==2.13.0        # the baselines' PyTorch (CPU build)
     python -m benchmarks.conv_vae_speed [--images 70000] [--epochs 2] [--steps 20] [--repeats 3]
                                         [--rows seed004 seed003_celeba seed003] [--breakdown] [--torch-threads N]
+                                        [--iwae-images 1060] [--iwae-k 100]
 
 Rows, each measured now on this machine, genjax and PyTorch (:mod:`benchmarks.torch_conv_vae`) side by side:
 
@@ -19,14 +20,26 @@ Rows, each measured now on this machine, genjax and PyTorch (:mod:`benchmarks.to
   PyTorch: ``--steps`` steps of seed 003's loop after 3 warm-up steps.
 * ``seed003``: the same for seed 003's ConvVAE (28x28, latent 128, batch 128; MNIST).
 
+and, without PyTorch (the seed has none), against its own floor only:
+
+* ``seed003 ConvVAE IWAE``: the K-sample IWAE bound (``--iwae-k``, default the preset's 100) of seed 003's
+  ConvVAE over the first ``--iwae-images`` MNIST test images (threshold pixels; 0: no such row), as
+  ``experiments.conv_vae_mnist`` evaluates it (:func:`genjax.objectives.vae.iwae_per_image`, its chunk
+  size, XLA's default options), ``--repeats`` calls (median), scaled to 10,000 images. Its floor: the
+  convolutions of each chunk the evaluation runs (:func:`iwae_conv_calls`: the encoder's on the chunk,
+  the decoder's on the chunk's K latents per image), forward only, as genjax computes them, in one
+  ``lax.scan``, compiled both with the epochs' options and with XLA's defaults (the faster counts).
+  Target: within 1.3x of that floor.
+
 The **conv-only floor** of each row: the convolutions of genjax's step alone, as genjax computes
 them (every ``Conv2d`` and ``ConvTranspose2d`` of the model's forward pass at batch 128: a
 ``Conv2d`` as the stride-1 :func:`genjax.models.layers.conv2d` call it becomes after its
 space-to-depth rewrite, read off the jaxpr, forward and backward through ``conv2d``'s own gradient,
 kernel: the im2col matmul, input: the flipped convolution; a ``ConvTranspose2d`` as its
 :func:`genjax.models.layers.conv_transpose2d`, the matmul to all taps and the overlap-add, and
-its hand-written gradient (the overlap-add's adjoint and two matmuls); no input gradient for the first layer, whose input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted ``lax.scan``, with the
-epoch's compiler options. No dense layers, activations, BatchNorm, loss, optimizer, layout
+its hand-written gradient (the overlap-add's adjoint and two matmuls); no input gradient for the
+first layer, whose input is data), ``--steps`` (for seed004 the epoch's) steps in one jitted
+``lax.scan``, with the epoch's compiler options. No dense layers, activations, BatchNorm, loss, optimizer, layout
 shuffles or gathers. Each layer's forward output is its own cotangent; the kernels move by 1e-9 of
 their gradient and each input by 1e-9 of its gradient (the first by a scalar), so nothing is loop
 invariant. The floor's layers are independent of one another (XLA may overlap them).
@@ -84,6 +97,7 @@ from genjax.training.step import epoch_key, fast_compiler_options, num_batches
 BATCH = 128
 EPOCH_IMAGES = 70_000  # seed 004's ConcatDataset([mnist_train, mnist_test])
 TARGET = ("speed-up", 1.0, 1.3)  # every row over PyTorch, and the moonshot
+IWAE_FLOOR_TARGET = 1.3  # the ConvVAE's IWAE over its conv-only floor
 ROWS = ("seed004", "seed003_celeba", "seed003")
 CONFIGS = {"seed004": CONV_VAE_MNIST_PRESETS["seed004"], "seed003_celeba": CELEBA_VAE_PRESETS["seed003_celeba"],
            "seed003": CONV_VAE_MNIST_PRESETS["seed003"]}
@@ -118,8 +132,8 @@ class ConvCall:
         (n, h, w, _), (kh, kw, _, f) = self.x_shape, self.k_shape
         if self.transposed:
             return (n, *(2 * (s - 1) - 2 * self.padding + kh + e for s, e in zip((h, w), self.output_padding)), f)
-        ((t, b), (l, r)) = self.padding
-        return n, h + t + b - kh + 1, w + l + r - kw + 1, f
+        ((top, bottom), (left, right)) = self.padding
+        return n, h + top + bottom - kh + 1, w + left + right - kw + 1, f
 
     def __call__(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         if self.transposed:
@@ -152,15 +166,10 @@ def _forward_convs(jaxpr, found: list) -> list:
     return found
 
 
-def conv_calls(v: Prepared) -> list[ConvCall]:
-    """Every convolution of the training forward pass of ``v``'s step at batch 128, in order: the
-    ``Conv2d``/``ConvTranspose2d`` module calls of its loss (seen by ``nn.intercept_methods``, with
-    their names), each ``Conv2d`` as the one :func:`conv2d` call its jaxpr shows after the
-    space-to-depth rewrite."""
-    c = v.recipe.config
-    loss = vae.make_vae_loss(v.recipe.model, c.likelihood, c.pixels)
-    batch = {"image": jnp.zeros((BATCH, *v.train_data["image"].shape[1:]), jnp.uint8), "mask": jnp.ones((BATCH,))}
-    key = jax.random.key(0, impl=c.prng)
+def _module_convs(fn, *args) -> list[ConvCall]:
+    """Every convolution of ``fn(*args)``, in order: its ``Conv2d``/``ConvTranspose2d`` module calls
+    (seen by ``nn.intercept_methods``, with their names), each ``Conv2d`` as the one :func:`conv2d`
+    call its jaxpr shows after the space-to-depth rewrite; every layer but the first needs dx."""
     modules = []
 
     def record(next_fun, args, kwargs, context):
@@ -170,7 +179,7 @@ def conv_calls(v: Prepared) -> list[ConvCall]:
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        jaxpr = jax.make_jaxpr(lambda p, s: loss(p, s, batch, key, 0))(v.state.params, v.state.model_state).jaxpr
+        jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
     convs = iter(_forward_convs(jaxpr, []))
     calls = []
     for i, (m, name, x_shape) in enumerate(modules):
@@ -186,11 +195,32 @@ def conv_calls(v: Prepared) -> list[ConvCall]:
     return calls
 
 
+def conv_calls(v: Prepared) -> list[ConvCall]:
+    """Every convolution of the training forward pass of ``v``'s step at batch 128, in order
+    (:func:`_module_convs` of its loss)."""
+    c = v.recipe.config
+    loss = vae.make_vae_loss(v.recipe.model, c.likelihood, c.pixels)
+    batch = {"image": jnp.zeros((BATCH, *v.train_data["image"].shape[1:]), jnp.uint8), "mask": jnp.ones((BATCH,))}
+    key = jax.random.key(0, impl=c.prng)
+    return _module_convs(lambda p, s: loss(p, s, batch, key, 0), v.state.params, v.state.model_state)
+
+
+def iwae_conv_calls(recipe: VAE, params, chunk: int, k: int) -> list[ConvCall]:
+    """Every convolution of one chunk of the IWAE (:func:`genjax.objectives.vae.log_importance_weights`
+    of ``chunk`` images, each with its own key): the encoder's at batch ``chunk``, the decoder's over
+    the chunk's ``chunk`` x K latents."""
+    x = jnp.zeros((chunk, *recipe.image_shape), jnp.float32)
+    keys = jax.random.split(jax.random.key(0, impl=recipe.config.prng), chunk)
+    return _module_convs(lambda p: vae.log_importance_weights(recipe.model, p, x, keys, k), params)
+
+
 # ---------------------------------------------------------------- the conv-only floor
 
 
-def conv_floor(calls: list[ConvCall], steps: int, parts: tuple[str, ...] = PARTS):
-    """A jitted ``lax.scan`` of ``steps`` steps of the ``calls``' convolutions, and its argument.
+def conv_floor(calls: list[ConvCall], steps: int, parts: tuple[str, ...] = PARTS, epoch_options: bool = True):
+    """A jitted ``lax.scan`` of ``steps`` steps of the ``calls``' convolutions, and its argument;
+    compiled with the epochs' compiler options, or with ``epoch_options`` False XLA's defaults (as
+    the evaluations are).
 
     ``parts`` all three: each layer forward, then backward through :func:`conv2d`'s gradient with its
     own output as cotangent (the floor). One part alone (the breakdown): ``fwd`` the forward only,
@@ -236,7 +266,8 @@ def conv_floor(calls: list[ConvCall], steps: int, parts: tuple[str, ...] = PARTS
     def floor(carry):
         return jax.lax.scan(body, carry, None, length=steps)[0]
 
-    return jax.jit(floor, compiler_options=fast_compiler_options(data_mesh())), (xs, ks)
+    options = fast_compiler_options(data_mesh()) if epoch_options else None
+    return jax.jit(floor, compiler_options=options), (xs, ks)
 
 
 def count_convolutions(compiled) -> int:
@@ -274,6 +305,37 @@ def floor_seconds(calls: list[ConvCall], steps: int, repeats: int) -> dict:
     times = timed_calls(compiled, carry, repeats=repeats)
     return {"seconds": statistics.median(times), "calls": times, "convolutions": count_convolutions(compiled),
                 "flops_per_step": sum(c.flops(p) for c in calls for p in PARTS)}
+
+
+def iwae_row(images: np.ndarray, k: int, repeats: int) -> dict:
+    """The seed003 ConvVAE's IWAE over ``images`` (MNIST test, threshold pixels; the model at its
+    initialization: the time does not depend on the weights), genjax against its conv-only floor.
+
+    genjax: :func:`genjax.objectives.vae.iwae_per_image` as ``experiments.conv_vae_mnist`` runs it
+    (its chunk size, per-image keys, XLA's default options), compiled ahead, ``repeats`` timed calls.
+    The floor: the convolutions of one chunk (:func:`iwae_conv_calls`: the encoder's on the chunk, the
+    decoder's on its K latents per image), forward only, as genjax computes them, once per chunk the
+    evaluation runs, in one jitted ``lax.scan`` (:func:`conv_floor`; each layer's output summed into
+    its kernel's nudge), compiled with the epochs' options and with XLA's defaults: the faster counts."""
+    recipe = VAE(CONFIGS["seed003"], images.shape[1:])
+    state, mesh = recipe.init_state(), data_mesh()
+    chunk = vae.iwae_chunk_size(k, math.prod(images.shape[1:]))
+    x = data.fixed_eval_pixels(images, recipe.config.pixels)
+    keys = jax.random.split(jax.random.fold_in(recipe.keys()["eval"], 1), len(images))
+    compiled = vae.iwae_per_image.lower(recipe.model, state.params, x, keys, k, chunk, mesh).compile()
+    times = timed_calls(compiled, state.params, x, keys, repeats=repeats)
+    calls = iwae_conv_calls(recipe, state.params, chunk, k)
+    chunks = -(-len(images) // chunk)
+    floors = {}
+    for epoch_options in (True, False):
+        fn, carry = conv_floor(calls, chunks, ("fwd",), epoch_options)
+        floors[epoch_options] = timed_calls(fn.lower(carry).compile(), carry, repeats=repeats)
+    faster = min(floors, key=lambda o: statistics.median(floors[o]))
+    floor = floors[faster]
+    return {"k": k, "images": len(images), "chunk": chunk, "chunks": chunks, "calls": times, "floor_calls": floor,
+            "floor_options": "the epochs'" if faster else "XLA's defaults", "floors": floors,
+            "seconds": statistics.median(times), "floor_seconds": statistics.median(floor),
+            "flops_per_chunk": sum(c.flops("fwd") for c in calls), "conv_calls": calls}
 
 
 def breakdown(calls: list[ConvCall], steps: int, repeats: int) -> list[dict]:
@@ -331,12 +393,20 @@ def main() -> None:
     parser.add_argument("--breakdown-steps", type=int, default=20, help="steps per timed breakdown scan")
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
                         help="PyTorch intra-op threads (default: os.cpu_count())")
+    parser.add_argument("--iwae-images", type=int, default=1060,
+                        help="the seed003 ConvVAE's IWAE row: MNIST test images timed, seconds scaled to 10,000 "
+                             "(0: no IWAE row)")
+    parser.add_argument("--iwae-k", type=int, default=CONFIGS["seed003"].iwae_k,
+                        help=f"the IWAE row's importance samples (default {CONFIGS['seed003'].iwae_k}, the preset's)")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     torch_conv_vae = import_baseline("torch_conv_vae")
     import torch  # installed: the baseline imported it
     if min(args.images, args.epochs, args.steps, args.repeats, args.breakdown_steps, args.torch_threads) < 1:
-        sys.exit("error: --images, --epochs, --steps, --repeats, --breakdown-steps and --torch-threads must be positive")
+        sys.exit("error: --images, --epochs, --steps, --repeats, --breakdown-steps and --torch-threads must be "
+                 "positive")
+    if args.iwae_images < 0 or args.iwae_k < 1:
+        sys.exit("error: --iwae-images must be 0 or more and --iwae-k positive")
     args.images = min(args.images, EPOCH_IMAGES)
 
     peak = gemm_peak_gflops()
@@ -371,12 +441,18 @@ def main() -> None:
         arithmetic = torch_conv_vae.step_arithmetic(row, train.images.shape[1:]) * (
             EPOCH_IMAGES / BATCH if row == "seed004" else 1.0)
         results[row] = {"ours": ours, "floor": floor, "probe": probe, "channels_last": channels_last, "torch": t_torch,
-                        "genjax": t_ours, "floor_s": t_floor, "scale": scale, "steps": steps, "torch_calls": torch_calls,
+                        "genjax": t_ours, "floor_s": t_floor, "scale": scale, "steps": steps,
+                        "torch_calls": torch_calls,
                         "arithmetic": arithmetic, "at_peak": arithmetic / (peak * 1e9)}
         if args.breakdown:
             results[row]["breakdown"] = breakdown(ours["conv_calls"], args.breakdown_steps, args.repeats)
             results[row]["torch_layers"] = torch_conv_vae.conv_layer_seconds(
                 row, train.images.shape[1:], channels_last, repeats=max(5, args.repeats), threads=args.torch_threads)
+
+    iwae = None
+    if args.iwae_images:
+        test = data.load_split("mnist", "test", args.data_dir).images
+        iwae = iwae_row(test[:min(args.iwae_images, len(test))], args.iwae_k, args.repeats)
 
     # Per row: what was timed.
     def rounded(xs):
@@ -396,9 +472,23 @@ def main() -> None:
 
     # The table: the ceiling is the step's arithmetic alone at the GEMM peak.
     print()
-    print_table([(LABELS[row] + (" (scaled)" if row == "seed004" and r["steps"] != full_steps else ""), r["torch"],
-                  r["genjax"], r["floor_s"], r["arithmetic"], TARGET) for row, r in results.items()],
-                peak, "step's arithmetic")
+    if iwae:
+        print(f"seed003 ConvVAE IWAE: k = {iwae['k']}, {iwae['images']:,} MNIST test images (threshold pixels) in "
+              f"{iwae['chunks']} chunks of {iwae['chunk']}, seconds scaled x{10_000 / iwae['images']:.2f} to 10,000 "
+              f"images; genjax calls {rounded(iwae['calls'])} s; conv-only floor calls, the epochs' options "
+              f"{rounded(iwae['floors'][True])} s, XLA's defaults {rounded(iwae['floors'][False])} s -> "
+              f"{iwae['floor_options']} ({iwae['flops_per_chunk'] * iwae['chunks'] / iwae['floor_seconds'] / 1e9:.0f} "
+              f"GFLOP/s of its {iwae['flops_per_chunk'] / 1e9:.1f} GFLOP per chunk; those products at the GEMM peak: "
+              f"{iwae['flops_per_chunk'] * iwae['chunks'] / (peak * 1e9) * 10_000 / iwae['images']:.1f} s per 10,000 "
+              "images)")
+    print()
+    table = [(LABELS[row] + (" (scaled)" if row == "seed004" and r["steps"] != full_steps else ""), r["torch"],
+              r["genjax"], r["floor_s"], r["arithmetic"], TARGET) for row, r in results.items()]
+    if iwae:
+        scale = 10_000 / iwae["images"]
+        table.append((f"seed003 ConvVAE IWAE k={iwae['k']}", None, scale * iwae["seconds"],
+                      scale * iwae["floor_seconds"], None, ("floor", IWAE_FLOOR_TARGET)))
+    print_table(table, peak, "step's arithmetic")
     print("seed004 s are per 70,000-image epoch, the others per step. The ceiling's arithmetic: convolutions and "
           "dense layers, forward and backward, as PyTorch's FlopCounterMode counts the seed's step, at this CPU's GEMM "
           "peak with everything else free; no program is faster")
@@ -416,7 +506,8 @@ def main() -> None:
     if args.breakdown:
         for row, r in results.items():
             per_step = r["floor"]["seconds"] / r["steps"]
-            print(f"\n{row}: per convolution, ms per step at batch 128 (genjax: conv2d / conv_transpose2d as the model calls them; "
+            print(f"\n{row}: per convolution, ms per step at batch 128 (genjax: conv2d / conv_transpose2d as the "
+                  "model calls them; "
                   f"pytorch: the seed's layer, {'channels_last' if r['channels_last'] else 'NCHW'}); floor "
                   f"{1e3 * per_step:.2f} ms/step")
             print(f"  {'layer':18} {'x * kernel':34} {'GFLOP':>6} {'fwd':>7} {'dK':>7} {'dX':>7} {'sum':>7}"

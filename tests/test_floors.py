@@ -93,6 +93,31 @@ def test_conv_floor_finds_every_conv_layer_of_the_step_and_counts_its_work():
             assert step_flops(grads, x, k) == pytest.approx(c.flops("dk") + c.flops("dx"), rel=1e-12)  # y is unused
 
 
+def test_conv_iwae_floor_finds_the_chunks_convolutions_at_the_evaluations_shapes():
+    """The seed003 ConvVAE's IWAE floor: one chunk's convolutions, the encoder's on the chunk's images
+    and the decoder's on its K latents per image, and together with the dense layers every FLOP of
+    the chunk's products (counted from the jaxpr of log_importance_weights)."""
+    from benchmarks.conv_vae_speed import CONFIGS, iwae_conv_calls
+    from genjax.recipes.vae import VAE as VAERecipe
+
+    recipe = VAERecipe(CONFIGS["seed003"], (28, 28, 1))
+    params, chunk, k = recipe.init_state().params, 3, 5
+    calls = iwae_conv_calls(recipe, params, chunk, k)
+    assert [(c.name, c.transposed, c.x_shape[0]) for c in calls] == [
+        ("encoder/down_0", False, chunk), ("encoder/down_1", False, chunk), ("encoder/down_2", False, chunk),
+        ("decoder/up_0", True, chunk * k), ("decoder/up_1", True, chunk * k), ("decoder/up_2", True, chunk * k)]
+    assert calls[-1].y_shape == (chunk * k, 28, 28, 1)
+    x = jnp.zeros((chunk, 28, 28, 1))
+    keys = jax.random.split(jax.random.key(0, impl=recipe.config.prng), chunk)
+    every = step_flops(lambda p: vae.log_importance_weights(recipe.model, p, x, keys, k), params, convs=True)
+    dense = step_flops(lambda p: vae.log_importance_weights(recipe.model, p, x, keys, k), params)  # no convs
+    conv_flops = sum(c.flops("fwd") for c in calls)
+    # the transposed convolutions are matmuls (counted in both); the strided ones XLA convolutions
+    strided = sum(c.flops("fwd") for c in calls if not c.transposed)
+    assert every - dense == pytest.approx(strided, rel=1e-12)
+    assert conv_flops > 0.9 * every  # the dense layers are the rest
+
+
 CEILING_SHAPES = {"seed004": (28, 28, 1), "seed003_celeba": (64, 64, 3)}
 
 
