@@ -109,8 +109,10 @@ def test_conv_iwae_floor_finds_the_chunks_convolutions_at_the_evaluations_shapes
     assert calls[-1].y_shape == (chunk * k, 28, 28, 1)
     x = jnp.zeros((chunk, 28, 28, 1))
     keys = jax.random.split(jax.random.key(0, impl=recipe.config.prng), chunk)
-    every = step_flops(lambda p: vae.log_importance_weights(recipe.model, p, x, keys, k), params, convs=True)
-    dense = step_flops(lambda p: vae.log_importance_weights(recipe.model, p, x, keys, k), params)  # no convs
+    def one_chunk(p):
+        return vae.log_importance_weights(recipe.model, p, x, keys, k)
+
+    every, dense = step_flops(one_chunk, params, convs=True), step_flops(one_chunk, params)  # dense: no convs
     conv_flops = sum(c.flops("fwd") for c in calls)
     # the transposed convolutions are matmuls (counted in both); the strided ones XLA convolutions
     strided = sum(c.flops("fwd") for c in calls if not c.transposed)

@@ -447,9 +447,9 @@ def _conv_transpose2d_bwd(padding, output_padding, saved, dy):
     # dy on rows/columns -padding .. 2 (h - 1) + k - 1 - padding: every tap's target, zero outside y.
     dyp = jax.lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (padding, 2 * (h - 1) + k - padding - ho, 0),
                                                     (padding, 2 * (w - 1) + k - padding - wo, 0), (0, 0, 0)))
-    # k x k stacks of k slices, not one stack of k^2: XLA:CPU fuses a concatenate of at most 8 operands
-    # into its consumer; one of k^2 = 16 was written out slice by slice first (the conv VAEs' steps
-    # 2-5% slower). The same array, so the same products, bit for bit.
+    # k stacks of k slices, stacked again, not one stack of k^2: XLA:CPU fuses a concatenate of at
+    # most 8 operands into its consumer; one of k^2 = 16 was written out slice by slice first (the
+    # conv VAEs' steps 2-5% slower). The same array, so the same products, bit for bit.
     dcols = jnp.stack([jnp.stack([dyp[:, ky : ky + 2 * h - 1 : 2, kx : kx + 2 * w - 1 : 2] for kx in range(k)], axis=3)
                        for ky in range(k)], axis=3).reshape(n * h * w, k * k * f)
     wmat = _kernel_matrix(kernel)
